@@ -1,0 +1,48 @@
+//! `print` and `toString`.
+
+use super::{arg, Ctx, NativeFunction};
+use crate::value::Value;
+
+/// The print family.
+pub const FUNCTIONS: &[NativeFunction] = &[
+    NativeFunction {
+        name: "print",
+        signature: "print(...values) -> null",
+        description:
+            "Prints the values separated by spaces; strings print raw, other values as Hog literals",
+        min_args: 0,
+        max_args: None,
+        func: print,
+    },
+    NativeFunction {
+        name: "toString",
+        signature: "toString(value) -> string",
+        description:
+            "The value as a string: strings unchanged, dates as ISO text, others as Hog literals",
+        min_args: 1,
+        max_args: Some(1),
+        func: to_string,
+    },
+];
+
+fn print(ctx: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+    let line = args
+        .iter()
+        .map(Value::to_print_string)
+        .collect::<Vec<_>>()
+        .join(" ");
+    ctx.host.print(&line);
+    Ok(Value::Null)
+}
+
+/// `toString` of one value (also used by `concat`).
+pub fn value_to_string(v: &Value) -> String {
+    match v {
+        Value::Date(y, m, d) => format!("{y}-{m:02}-{d:02}"),
+        other => other.to_print_string(),
+    }
+}
+
+fn to_string(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+    Ok(Value::from(value_to_string(&arg(args, 0))))
+}

@@ -1,0 +1,67 @@
+//! Strings: `concat`, `lower`, `upper`.
+
+use super::{arg, print::value_to_string, Ctx, NativeFunction};
+use crate::value::Value;
+
+/// The strings family.
+pub const FUNCTIONS: &[NativeFunction] = &[
+    NativeFunction {
+        name: "concat",
+        signature: "concat(...values) -> string",
+        description: "Joins the values as strings; null counts as ''",
+        min_args: 0,
+        max_args: None,
+        func: concat,
+    },
+    NativeFunction {
+        name: "lower",
+        signature: "lower(s: string) -> string",
+        description: "Lowercase; null stays null",
+        min_args: 1,
+        max_args: Some(1),
+        func: lower,
+    },
+    NativeFunction {
+        name: "upper",
+        signature: "upper(s: string) -> string",
+        description: "Uppercase; null stays null",
+        min_args: 1,
+        max_args: Some(1),
+        func: upper,
+    },
+];
+
+fn concat(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+    let mut out = String::new();
+    for a in args {
+        match a {
+            Value::Null => {}
+            Value::Str(s) => out.push_str(s),
+            other => out.push_str(&value_to_string(other)),
+        }
+    }
+    Ok(Value::from(out))
+}
+
+fn string_arg<'a>(name: &str, v: &'a Value) -> Result<Option<&'a str>, String> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Str(s) => Ok(Some(s)),
+        other => Err(format!(
+            "{name} expects a string, got {}",
+            other.type_name()
+        )),
+    }
+}
+
+fn lower(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+    Ok(string_arg("lower", &arg(args, 0))?
+        .map(|s| Value::from(s.to_lowercase()))
+        .unwrap_or_default())
+}
+
+fn upper(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+    Ok(string_arg("upper", &arg(args, 0))?
+        .map(|s| Value::from(s.to_uppercase()))
+        .unwrap_or_default())
+}

@@ -1,0 +1,44 @@
+//! `typeof`, `isNull`, `isNotNull`.
+
+use super::{arg, Ctx, NativeFunction};
+use crate::value::Value;
+
+/// The type family.
+pub const FUNCTIONS: &[NativeFunction] = &[
+    NativeFunction {
+        name: "typeof",
+        signature: "typeof(value) -> string",
+        description: "null, boolean, integer, float, string, array, tuple, object, error, function, date or datetime",
+        min_args: 1,
+        max_args: Some(1),
+        func: type_of,
+    },
+    NativeFunction {
+        name: "isNull",
+        signature: "isNull(value) -> boolean",
+        description: "Whether the value is null",
+        min_args: 1,
+        max_args: Some(1),
+        func: is_null,
+    },
+    NativeFunction {
+        name: "isNotNull",
+        signature: "isNotNull(value) -> boolean",
+        description: "Whether the value is not null",
+        min_args: 1,
+        max_args: Some(1),
+        func: is_not_null,
+    },
+];
+
+fn type_of(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+    Ok(Value::from(arg(args, 0).type_name()))
+}
+
+fn is_null(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+    Ok(Value::Bool(arg(args, 0).is_null()))
+}
+
+fn is_not_null(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+    Ok(Value::Bool(!arg(args, 0).is_null()))
+}

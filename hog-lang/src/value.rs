@@ -1,0 +1,671 @@
+//! Hog values, with the semantics of PostHog's reference VM (JavaScript): numbers are doubles,
+//! arrays, tuples and dicts are shared mutable containers compared by identity, strings are
+//! immutable and shared.
+//!
+//! A `Value` is 16 bytes and cheap to clone (a tag plus a number or one reference count).
+
+use crate::vm::{Callable, Closure};
+use indexmap::IndexMap;
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::rc::Rc;
+
+/// A dict key. JavaScript's `Map` compares keys with SameValueZero: strings by content, numbers by
+/// value (with `NaN` equal to itself and `-0` equal to `0`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// `null`
+    Null,
+    /// `true` / `false`
+    Bool(bool),
+    /// A number, by its normalised bits.
+    Num(u64),
+    /// A string.
+    Str(Rc<str>),
+}
+
+impl Key {
+    /// The key for a number.
+    pub fn num(f: f64) -> Key {
+        let f = if f == 0.0 {
+            0.0
+        } else if f.is_nan() {
+            f64::NAN
+        } else {
+            f
+        };
+        Key::Num(f.to_bits())
+    }
+
+    /// The key for a string.
+    pub fn str(s: &str) -> Key {
+        Key::Str(Rc::from(s))
+    }
+
+    /// The key as a value.
+    pub fn to_value(&self) -> Value {
+        match self {
+            Key::Null => Value::Null,
+            Key::Bool(b) => Value::Bool(*b),
+            Key::Num(bits) => Value::Number(f64::from_bits(*bits)),
+            Key::Str(s) => Value::Str(s.clone()),
+        }
+    }
+}
+
+/// The map type behind dicts: insertion-ordered, like JavaScript's `Map`.
+pub type Dict = IndexMap<Key, Value, std::hash::BuildHasherDefault<FxHasher>>;
+
+/// A small fast hasher for dict keys (strings are short; collisions are not attacker-relevant
+/// because the map is per-invocation and bounded by the memory limit).
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher {
+    hash: u64,
+}
+
+impl std::hash::Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut h = self.hash;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            h = (h.rotate_left(5) ^ v).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+        self.hash = h;
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ i).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+}
+
+/// A thrown error value: `Error('msg', payload)`.
+#[derive(Debug, Clone)]
+pub struct ErrorValue {
+    /// `Error`, `RetryError`, …
+    pub kind: Rc<str>,
+    /// The message.
+    pub message: Rc<str>,
+    /// Optional payload (a dict, usually).
+    pub payload: Value,
+}
+
+/// A point in time with a zone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DateTimeValue {
+    /// Seconds since the epoch, fractional.
+    pub dt: f64,
+    /// IANA zone name.
+    pub zone: Rc<str>,
+}
+
+/// A Hog value.
+#[derive(Debug, Clone, Default)]
+pub enum Value {
+    /// `null`
+    #[default]
+    Null,
+    /// `true` / `false`
+    Bool(bool),
+    /// Every number is a double, as in JavaScript.
+    Number(f64),
+    /// An immutable shared string.
+    Str(Rc<str>),
+    /// A mutable shared array.
+    Array(Rc<RefCell<Vec<Value>>>),
+    /// A tuple: an array that prints with parentheses.
+    Tuple(Rc<RefCell<Vec<Value>>>),
+    /// A mutable shared dict.
+    Dict(Rc<RefCell<Dict>>),
+    /// An error object.
+    Error(Rc<ErrorValue>),
+    /// A function before it is closed over (transient on the stack).
+    Callable(Rc<Callable>),
+    /// A function value.
+    Closure(Rc<Closure>),
+    /// A date and time.
+    DateTime(Rc<DateTimeValue>),
+    /// A calendar date.
+    Date(i32, u32, u32),
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}
+impl From<f64> for Value {
+    fn from(f: f64) -> Self {
+        Value::Number(f)
+    }
+}
+impl From<i64> for Value {
+    fn from(i: i64) -> Self {
+        Value::Number(i as f64)
+    }
+}
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Str(Rc::from(s))
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Str(Rc::from(s))
+    }
+}
+
+impl Value {
+    /// A new array value.
+    pub fn array(items: Vec<Value>) -> Value {
+        Value::Array(Rc::new(RefCell::new(items)))
+    }
+
+    /// A new tuple value.
+    pub fn tuple(items: Vec<Value>) -> Value {
+        Value::Tuple(Rc::new(RefCell::new(items)))
+    }
+
+    /// A new dict value.
+    pub fn dict(d: Dict) -> Value {
+        Value::Dict(Rc::new(RefCell::new(d)))
+    }
+
+    /// A new dict from string keys.
+    pub fn dict_from<'a>(items: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
+        let mut d = Dict::default();
+        for (k, v) in items {
+            d.insert(Key::str(k), v);
+        }
+        Value::dict(d)
+    }
+
+    /// A new error value.
+    pub fn error(kind: &str, message: &str, payload: Value) -> Value {
+        Value::Error(Rc::new(ErrorValue {
+            kind: Rc::from(kind),
+            message: Rc::from(message),
+            payload,
+        }))
+    }
+
+    /// JavaScript truthiness: `null`, `false`, `0`, `NaN` and `''` are false; everything else,
+    /// including `[]` and `{}`, is true.
+    #[inline]
+    pub fn truthy(&self) -> bool {
+        match self {
+            Value::Null => false,
+            Value::Bool(b) => *b,
+            Value::Number(n) => *n != 0.0 && !n.is_nan(),
+            Value::Str(s) => !s.is_empty(),
+            _ => true,
+        }
+    }
+
+    /// Whether this is `null`.
+    #[inline]
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The number, if this is one.
+    pub fn as_number(&self) -> Option<f64> {
+        match self {
+            Value::Number(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The name `typeof` gives this value.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) => {
+                if n.is_finite() && n.fract() == 0.0 {
+                    "integer"
+                } else {
+                    "float"
+                }
+            }
+            Value::Str(_) => "string",
+            Value::Array(_) => "array",
+            Value::Tuple(_) => "tuple",
+            Value::Dict(_) => "object",
+            Value::Error(_) => "error",
+            Value::Callable(_) | Value::Closure(_) => "function",
+            Value::DateTime(_) => "datetime",
+            Value::Date(..) => "date",
+        }
+    }
+
+    /// JavaScript's `Number(x)`.
+    pub fn to_number(&self) -> f64 {
+        match self {
+            Value::Null => 0.0,
+            Value::Bool(b) => f64::from(u8::from(*b)),
+            Value::Number(n) => *n,
+            Value::Str(s) => js_string_to_number(s),
+            Value::Array(a) | Value::Tuple(a) => {
+                let a = a.borrow();
+                match a.len() {
+                    0 => 0.0,
+                    1 => js_string_to_number(&a[0].to_js_string()),
+                    _ => f64::NAN,
+                }
+            }
+            _ => f64::NAN,
+        }
+    }
+
+    /// JavaScript's `String(x)` (used where the reference VM coerces implicitly).
+    pub fn to_js_string(&self) -> String {
+        match self {
+            Value::Null => "null".into(),
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => format_number(*n),
+            Value::Str(s) => s.to_string(),
+            Value::Array(a) | Value::Tuple(a) => a
+                .borrow()
+                .iter()
+                .map(|v| {
+                    if v.is_null() {
+                        String::new()
+                    } else {
+                        v.to_js_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => "[object Object]".into(),
+        }
+    }
+
+    /// The value as a dict key, when it can be one.
+    pub fn to_key(&self) -> Option<Key> {
+        match self {
+            Value::Null => Some(Key::Null),
+            Value::Bool(b) => Some(Key::Bool(*b)),
+            Value::Number(n) => Some(Key::num(*n)),
+            Value::Str(s) => Some(Key::Str(s.clone())),
+            _ => None,
+        }
+    }
+
+    /// How PostHog prints a value inside a container: strings quoted.
+    pub fn repr(&self) -> String {
+        let mut out = String::new();
+        write_repr(self, &mut out, &mut Vec::new());
+        out
+    }
+
+    /// How `print` shows a value: top-level strings raw, everything else as `repr`.
+    pub fn to_print_string(&self) -> String {
+        match self {
+            Value::Str(s) => s.to_string(),
+            other => other.repr(),
+        }
+    }
+
+    /// Identity of a shared container, for cycle detection.
+    fn container_ptr(&self) -> Option<usize> {
+        match self {
+            Value::Array(a) | Value::Tuple(a) => Some(Rc::as_ptr(a) as *const u8 as usize),
+            Value::Dict(d) => Some(Rc::as_ptr(d) as *const u8 as usize),
+            _ => None,
+        }
+    }
+
+    /// Strict equality (`===`): by value for scalars, by identity for containers.
+    pub fn strict_eq(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Null, Value::Null) => true,
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Number(a), Value::Number(b)) => a == b,
+            (Value::Str(a), Value::Str(b)) => a == b,
+            (Value::Array(a), Value::Array(b)) | (Value::Tuple(a), Value::Tuple(b)) => {
+                Rc::ptr_eq(a, b)
+            }
+            (Value::Dict(a), Value::Dict(b)) => Rc::ptr_eq(a, b),
+            (Value::Error(a), Value::Error(b)) => Rc::ptr_eq(a, b),
+            (Value::Closure(a), Value::Closure(b)) => Rc::ptr_eq(a, b),
+            (Value::Callable(a), Value::Callable(b)) => Rc::ptr_eq(a, b),
+            (Value::DateTime(a), Value::DateTime(b)) => Rc::ptr_eq(a, b),
+            (Value::Date(..), Value::Date(..)) => false,
+            _ => false,
+        }
+    }
+
+    /// SameValueZero, as `Array.prototype.includes` uses: like `===` but `NaN` equals `NaN`.
+    pub fn same_value_zero(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Number(a), Value::Number(b)) if a.is_nan() && b.is_nan() => true,
+            _ => self.strict_eq(other),
+        }
+    }
+}
+
+/// JavaScript's `StringToNumber`: trims whitespace, empty is 0, decimal or `0x`/`0o`/`0b`
+/// integers, `Infinity`; anything else is `NaN`.
+pub fn js_string_to_number(s: &str) -> f64 {
+    let t = s.trim_matches(|c: char| c.is_whitespace() || c == '\u{FEFF}');
+    if t.is_empty() {
+        return 0.0;
+    }
+    for (prefix, radix) in [
+        ("0x", 16),
+        ("0X", 16),
+        ("0o", 8),
+        ("0O", 8),
+        ("0b", 2),
+        ("0B", 2),
+    ] {
+        if let Some(rest) = t.strip_prefix(prefix) {
+            if rest.is_empty() || !rest.chars().all(|c| c.is_digit(radix)) {
+                return f64::NAN;
+            }
+            return rest.chars().fold(0.0, |acc, c| {
+                acc * f64::from(radix) + f64::from(c.to_digit(radix).unwrap_or(0))
+            });
+        }
+    }
+    match t {
+        "Infinity" | "+Infinity" => return f64::INFINITY,
+        "-Infinity" => return f64::NEG_INFINITY,
+        _ => {}
+    }
+    // Only plain decimal syntax: digits, one dot, optional exponent, optional sign.
+    let body = t.strip_prefix(['+', '-']).unwrap_or(t);
+    let valid = !body.is_empty()
+        && body.chars().all(|c| {
+            c.is_ascii_digit() || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
+        })
+        && body
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || c == '.')
+        && body != ".";
+    if !valid {
+        return f64::NAN;
+    }
+    t.parse::<f64>().unwrap_or(f64::NAN)
+}
+
+/// JavaScript's `Number.prototype.toString()`: shortest round-trip digits, exponent form below
+/// 1e-6 and from 1e21.
+pub fn format_number(n: f64) -> String {
+    if n.is_nan() {
+        return "NaN".into();
+    }
+    if n.is_infinite() {
+        return if n > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
+    }
+    if n == 0.0 {
+        return "0".into();
+    }
+    if n.fract() == 0.0 && n.abs() < 1e21 {
+        // Exact integer below 1e21: plain digits.
+        if n.abs() < 9.007_199_254_740_992e15 {
+            return format!("{}", n as i64);
+        }
+    }
+    let sci = format!("{:e}", n.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let k = digits.len() as i32;
+    let point = exp + 1; // position of the decimal point relative to the digits
+    let mut out = String::new();
+    if n < 0.0 {
+        out.push('-');
+    }
+    if k <= point && point <= 21 {
+        out.push_str(&digits);
+        out.extend(std::iter::repeat_n('0', (point - k) as usize));
+    } else if 0 < point && point <= 21 {
+        out.push_str(&digits[..point as usize]);
+        out.push('.');
+        out.push_str(&digits[point as usize..]);
+    } else if -6 < point && point <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', (-point) as usize));
+        out.push_str(&digits);
+    } else {
+        out.push_str(&digits[..1]);
+        if k > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let e = point - 1;
+        let _ = write!(out, "e{}{}", if e >= 0 { "+" } else { "-" }, e.abs());
+    }
+    out
+}
+
+/// Quotes a string the way PostHog prints strings inside containers.
+pub fn escape_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            '\u{b}' => out.push_str("\\v"),
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// Quotes an identifier when it is not a plain name.
+pub fn escape_identifier(s: &str) -> String {
+    let plain = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+    if plain {
+        return s.to_string();
+    }
+    let mut out = String::from("`");
+    for c in s.chars() {
+        match c {
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            '\u{b}' => out.push_str("\\v"),
+            '\\' => out.push_str("\\\\"),
+            '`' => out.push_str("``"),
+            c => out.push(c),
+        }
+    }
+    out.push('`');
+    out
+}
+
+fn write_repr(v: &Value, out: &mut String, seen: &mut Vec<usize>) {
+    if let Some(ptr) = v.container_ptr() {
+        if seen.contains(&ptr) {
+            out.push_str("null");
+            return;
+        }
+        seen.push(ptr);
+        match v {
+            Value::Array(a) => {
+                out.push('[');
+                write_items(&a.borrow(), out, seen);
+                out.push(']');
+            }
+            Value::Tuple(a) => {
+                let a = a.borrow();
+                if a.len() < 2 {
+                    out.push_str("tuple(");
+                } else {
+                    out.push('(');
+                }
+                write_items(&a, out, seen);
+                out.push(')');
+            }
+            Value::Dict(d) => {
+                out.push('{');
+                for (i, (k, val)) in d.borrow().iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    write_repr(&k.to_value(), out, seen);
+                    out.push_str(": ");
+                    write_repr(val, out, seen);
+                }
+                out.push('}');
+            }
+            _ => {}
+        }
+        seen.pop();
+        return;
+    }
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&format_number(*n)),
+        Value::Str(s) => out.push_str(&escape_string(s)),
+        Value::Error(e) => {
+            out.push_str(&e.kind);
+            out.push('(');
+            out.push_str(&escape_string(&e.message));
+            if e.payload.truthy()
+                || matches!(
+                    e.payload,
+                    Value::Array(_) | Value::Dict(_) | Value::Tuple(_)
+                )
+            {
+                out.push_str(", ");
+                write_repr(&e.payload, out, seen);
+            }
+            out.push(')');
+        }
+        Value::Callable(c) => write_callable(c, out),
+        Value::Closure(c) => write_callable(&c.callable, out),
+        Value::DateTime(d) => {
+            let millis = format_number(d.dt);
+            let _ = write!(
+                out,
+                "DateTime({}{}, {})",
+                millis,
+                if millis.contains('.') { "" } else { ".0" },
+                escape_string(&d.zone)
+            );
+        }
+        Value::Date(y, m, d) => {
+            let _ = write!(out, "Date({y}, {m}, {d})");
+        }
+        Value::Array(_) | Value::Tuple(_) | Value::Dict(_) => {
+            unreachable!("containers handled above")
+        }
+    }
+}
+
+fn write_callable(c: &Callable, out: &mut String) {
+    let _ = write!(out, "fn<{}({})>", escape_identifier(&c.name), c.arg_count);
+}
+
+fn write_items(items: &[Value], out: &mut String, seen: &mut Vec<usize>) {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write_repr(item, out, seen);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_print_like_javascript() {
+        assert_eq!(format_number(1.0), "1");
+        assert_eq!(format_number(-0.0), "0");
+        assert_eq!(format_number(3.5), "3.5");
+        assert_eq!(format_number(0.1 + 0.2), "0.30000000000000004");
+        assert_eq!(format_number(1e21), "1e+21");
+        assert_eq!(format_number(1.5e-7), "1.5e-7");
+        assert_eq!(format_number(0.000001), "0.000001");
+        assert_eq!(
+            format_number(123456789012345680000.0),
+            "123456789012345680000"
+        );
+        assert_eq!(format_number(10.0 / 3.0), "3.3333333333333335");
+        assert_eq!(format_number(f64::NAN), "NaN");
+        assert_eq!(format_number(-f64::INFINITY), "-Infinity");
+        assert_eq!(format_number(2f64.powi(60)), "1152921504606846976");
+    }
+
+    #[test]
+    fn string_to_number() {
+        assert_eq!(js_string_to_number(" 12 "), 12.0);
+        assert_eq!(js_string_to_number(""), 0.0);
+        assert!(js_string_to_number("abc").is_nan());
+        assert!(js_string_to_number("1a").is_nan());
+        assert_eq!(js_string_to_number("0x10"), 16.0);
+        assert_eq!(js_string_to_number("1e3"), 1000.0);
+        assert_eq!(js_string_to_number(".5"), 0.5);
+    }
+
+    #[test]
+    fn value_is_small() {
+        assert!(std::mem::size_of::<Value>() <= 24);
+    }
+}
+
+/// Converts JSON into a Hog value (objects become dicts, keeping key order).
+pub fn from_json(json: &serde_json::Value) -> Value {
+    match json {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
+        serde_json::Value::String(s) => Value::from(s.as_str()),
+        serde_json::Value::Array(a) => Value::array(a.iter().map(from_json).collect()),
+        serde_json::Value::Object(o) => {
+            let mut d = Dict::default();
+            for (k, v) in o {
+                d.insert(Key::str(k), from_json(v));
+            }
+            Value::dict(d)
+        }
+    }
+}

@@ -1,0 +1,1453 @@
+//! The HogVM: a stack machine over pre-decoded bytecode, with PostHog's semantics.
+//!
+//! This interpreter is the semantic reference for hogpipe. Semantics follow PostHog's reference
+//! VM (`@posthog/hogvm`), with two deliberate differences described in HOG.md: a `return` from
+//! inside a `try` drops that `try`'s handler, and `null` never crashes comparisons or
+//! string functions.
+
+use crate::bytecode::{Chunk, Op, Opcode};
+use crate::stdlib::{self, Ctx, NativeFunction};
+use crate::value::{Key, Value};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// How a function value runs.
+#[derive(Debug, Clone)]
+pub enum CallableKind {
+    /// Bytecode in a chunk, starting at an instruction.
+    Local {
+        /// The chunk holding the body.
+        chunk: Rc<Chunk>,
+        /// First instruction of the body.
+        ip: u32,
+    },
+    /// A native standard-library function.
+    Native(&'static NativeFunction),
+    /// A standard-library function written in Hog (`arrayMap`, …).
+    BytecodeStl(&'static str),
+    /// A function the host performs asynchronously (`fetch`, `sleep`, …).
+    Async(Rc<str>),
+}
+
+/// A function before closing over its upvalues.
+#[derive(Debug, Clone)]
+pub struct Callable {
+    /// Name (`lambda` for lambdas).
+    pub name: Rc<str>,
+    /// Declared parameter count.
+    pub arg_count: u32,
+    /// Number of upvalues its closure captures.
+    pub upvalue_count: u32,
+    /// How it runs.
+    pub kind: CallableKind,
+}
+
+/// A function value: a callable and the ids of its captured upvalues.
+#[derive(Debug, Clone)]
+pub struct Closure {
+    /// The function.
+    pub callable: Rc<Callable>,
+    /// Ids into the VM's upvalue table.
+    pub upvalues: Box<[u32]>,
+}
+
+#[derive(Debug, Clone)]
+struct Upvalue {
+    location: usize,
+    closed: bool,
+    value: Value,
+}
+
+#[derive(Debug, Clone)]
+struct Frame {
+    chunk: Rc<Chunk>,
+    ip: usize,
+    stack_start: usize,
+    closure: Option<Rc<Closure>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TryFrame {
+    call_depth: usize,
+    stack_len: usize,
+    catch_ip: usize,
+}
+
+/// Limits on one invocation. Exceeding one stops the invocation with an error, never the process.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wall-clock time for the synchronous part.
+    pub timeout: Duration,
+    /// Maximum nested calls.
+    pub max_call_depth: usize,
+    /// Maximum arguments to one call.
+    pub max_args: usize,
+    /// Maximum suspensions on async functions.
+    pub max_async_steps: usize,
+    /// Maximum operations executed (0 for none).
+    pub max_ops: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(5),
+            max_call_depth: 1000,
+            max_args: 300,
+            max_async_steps: 100,
+            max_ops: 0,
+        }
+    }
+}
+
+/// What the VM needs from its embedder.
+pub trait Host {
+    /// A line printed with `print`.
+    fn print(&mut self, line: &str);
+    /// Whether the host provides a synchronous function of this name (checked before the
+    /// standard library, so a host may override it).
+    fn has_function(&self, _name: &str) -> bool {
+        false
+    }
+    /// Calls a synchronous host function.
+    fn call(&mut self, name: &str, _args: &[Value]) -> Result<Value, String> {
+        Err(format!("host function {name} is not available"))
+    }
+    /// Whether a call to this name suspends the VM for the host to perform.
+    fn is_async(&self, name: &str) -> bool {
+        stdlib::is_async(name)
+    }
+}
+
+/// A host that collects printed lines.
+#[derive(Debug, Default)]
+pub struct CollectingHost {
+    /// Printed lines, in order.
+    pub lines: Vec<String>,
+}
+
+impl Host for CollectingHost {
+    fn print(&mut self, line: &str) {
+        self.lines.push(line.to_string());
+    }
+}
+
+/// How a run ended, when it did not fail.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The program finished with this value.
+    Finished(Value),
+    /// The program called an async function; perform it, then `resume` with its result.
+    Suspended {
+        /// Function name.
+        name: Rc<str>,
+        /// Its arguments.
+        args: Vec<Value>,
+    },
+}
+
+/// What kind of failure stopped a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ErrorKind {
+    /// A Hog error thrown and not caught.
+    Uncaught {
+        /// `Error`, `RetryError`, …
+        error_type: String,
+        /// Its payload.
+        payload: Option<String>,
+    },
+    /// A limit was exceeded.
+    Limit(&'static str),
+    /// Anything else (bad operands, invalid bytecode, failing native function).
+    Runtime,
+}
+
+/// A failed run: what happened and where.
+#[derive(Debug, Clone, Error, PartialEq)]
+#[error("{}", self.render())]
+pub struct VmError {
+    /// The kind of failure.
+    pub kind: ErrorKind,
+    /// The message.
+    pub message: String,
+    /// The operation that failed (`GET_PROPERTY`, `CALL_GLOBAL print`, …).
+    pub operation: Option<String>,
+    /// The function it happened in (`main` at top level).
+    pub function: Option<String>,
+    /// 1-based line and column in the source, when compiled from source here.
+    pub position: Option<(usize, usize)>,
+}
+
+impl VmError {
+    fn runtime(message: impl Into<String>) -> Self {
+        VmError {
+            kind: ErrorKind::Runtime,
+            message: message.into(),
+            operation: None,
+            function: None,
+            position: None,
+        }
+    }
+
+    fn limit(which: &'static str, message: impl Into<String>) -> Self {
+        VmError {
+            kind: ErrorKind::Limit(which),
+            ..VmError::runtime(message)
+        }
+    }
+
+    /// The one-line description shown to users.
+    pub fn render(&self) -> String {
+        let mut s = match &self.kind {
+            ErrorKind::Uncaught {
+                error_type,
+                payload,
+            } => {
+                let mut s = format!(
+                    "Uncaught {error_type}: {}",
+                    if self.message.is_empty() {
+                        "(no message)"
+                    } else {
+                        &self.message
+                    }
+                );
+                if let Some(p) = payload {
+                    s += &format!(" {p}");
+                }
+                s
+            }
+            ErrorKind::Limit(_) => self.message.clone(),
+            ErrorKind::Runtime => match &self.operation {
+                Some(op) => format!("{op}: {}", self.message),
+                None => self.message.clone(),
+            },
+        };
+        if let Some(f) = &self.function {
+            s += &format!(" (in {f}");
+            if let Some((l, c)) = self.position {
+                s += &format!(" at {l}:{c}");
+            }
+            s += ")";
+        } else if let Some((l, c)) = self.position {
+            s += &format!(" (at {l}:{c})");
+        }
+        s
+    }
+}
+
+type VmResult<T> = Result<T, VmError>;
+
+/// Cache of compiled regexes, keyed by pattern.
+#[derive(Debug, Default)]
+pub struct RegexCache {
+    map: HashMap<String, Rc<regex::Regex>>,
+}
+
+impl RegexCache {
+    /// The compiled regex for a pattern (PostHog uses RE2 syntax; `regex` is RE2-like).
+    pub fn get(&mut self, pattern: &str) -> Result<Rc<regex::Regex>, String> {
+        if let Some(r) = self.map.get(pattern) {
+            return Ok(r.clone());
+        }
+        let r = regex::RegexBuilder::new(pattern)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))?;
+        let r = Rc::new(r);
+        if self.map.len() > 256 {
+            self.map.clear();
+        }
+        self.map.insert(pattern.to_string(), r.clone());
+        Ok(r)
+    }
+}
+
+/// One execution of a program (and its suspensions).
+pub struct Vm {
+    stack: Vec<Value>,
+    frames: Vec<Frame>,
+    throw_stack: Vec<TryFrame>,
+    upvalues: Vec<Upvalue>,
+    /// Upvalue ids sorted by stack location.
+    sorted_upvalues: Vec<u32>,
+    declared: HashMap<Rc<str>, (Rc<Chunk>, u32, u32)>,
+    globals: Value,
+    /// Limits in force.
+    pub limits: Limits,
+    regex: RegexCache,
+    ops: u64,
+    async_steps: usize,
+    deadline: Instant,
+    spent: Duration,
+}
+
+impl Vm {
+    /// A VM that will see these globals (a dict, or null for none).
+    pub fn new(globals: Value) -> Self {
+        Vm {
+            stack: Vec::with_capacity(64),
+            frames: Vec::with_capacity(16),
+            throw_stack: Vec::new(),
+            upvalues: Vec::new(),
+            sorted_upvalues: Vec::new(),
+            declared: HashMap::new(),
+            globals,
+            limits: Limits::default(),
+            regex: RegexCache::default(),
+            ops: 0,
+            async_steps: 0,
+            deadline: Instant::now(),
+            spent: Duration::ZERO,
+        }
+    }
+
+    /// Operations executed so far.
+    pub fn ops(&self) -> u64 {
+        self.ops
+    }
+
+    /// Runs a chunk from its start.
+    pub fn run(&mut self, chunk: Rc<Chunk>, host: &mut dyn Host) -> VmResult<Outcome> {
+        self.stack.clear();
+        self.frames.clear();
+        self.throw_stack.clear();
+        self.upvalues.clear();
+        self.sorted_upvalues.clear();
+        self.frames.push(Frame {
+            chunk,
+            ip: 0,
+            stack_start: 0,
+            closure: None,
+        });
+        self.execute(host, false)
+    }
+
+    /// Runs a chunk on top of the current stack, keeping top-level variables (REPL). On error the
+    /// stack is restored to what it was.
+    pub fn run_repl(&mut self, chunk: Rc<Chunk>, host: &mut dyn Host) -> VmResult<Outcome> {
+        let depth = self.stack.len();
+        self.frames.clear();
+        self.throw_stack.clear();
+        self.frames.push(Frame {
+            chunk,
+            ip: 0,
+            stack_start: 0,
+            closure: None,
+        });
+        let r = self.execute(host, true);
+        if r.is_err() {
+            self.close_upvalues(depth);
+            self.stack.truncate(depth);
+        }
+        r
+    }
+
+    /// Pops the value a REPL expression left on the stack.
+    pub fn pop_repl_value(&mut self) -> Value {
+        self.stack.pop().unwrap_or_default()
+    }
+
+    /// Resumes after a suspension with the async function's result.
+    pub fn resume(&mut self, result: Value, host: &mut dyn Host) -> VmResult<Outcome> {
+        self.stack.push(result);
+        self.execute(host, false)
+    }
+
+    fn pop(&mut self) -> VmResult<Value> {
+        self.stack
+            .pop()
+            .ok_or_else(|| VmError::runtime("stack is empty, can not pop"))
+    }
+
+    fn capture_upvalue(&mut self, location: usize) -> u32 {
+        for &id in self.sorted_upvalues.iter().rev() {
+            let up = &self.upvalues[id as usize];
+            if up.location < location {
+                break;
+            }
+            if up.location == location && !up.closed {
+                return id;
+            }
+        }
+        let id = self.upvalues.len() as u32;
+        self.upvalues.push(Upvalue {
+            location,
+            closed: false,
+            value: Value::Null,
+        });
+        let pos = self
+            .sorted_upvalues
+            .partition_point(|&u| self.upvalues[u as usize].location <= location);
+        self.sorted_upvalues.insert(pos, id);
+        id
+    }
+
+    /// Closes every open upvalue at or above `from`, copying the stack value into it.
+    fn close_upvalues(&mut self, from: usize) {
+        while let Some(&id) = self.sorted_upvalues.last() {
+            let up = &mut self.upvalues[id as usize];
+            if up.location < from {
+                break;
+            }
+            if !up.closed {
+                up.closed = true;
+                up.value = self.stack.get(up.location).cloned().unwrap_or_default();
+            }
+            self.sorted_upvalues.pop();
+        }
+    }
+
+    fn check_time(&mut self) -> VmResult<()> {
+        if Instant::now() > self.deadline {
+            return Err(VmError::limit(
+                "timeout",
+                format!(
+                    "Execution timed out after {} seconds. Performed {} ops.",
+                    self.limits.timeout.as_secs_f64(),
+                    self.ops
+                ),
+            ));
+        }
+        if self.limits.max_ops > 0 && self.ops > self.limits.max_ops {
+            return Err(VmError::limit(
+                "ops",
+                format!("Exceeded the limit of {} operations", self.limits.max_ops),
+            ));
+        }
+        Ok(())
+    }
+
+    fn annotate(&self, mut e: VmError, chunk: &Chunk, ip: usize) -> VmError {
+        if e.operation.is_none() {
+            e.operation = chunk.ops.get(ip).map(op_name);
+        }
+        if e.function.is_none() {
+            let f = self
+                .frames
+                .last()
+                .and_then(|f| f.closure.as_ref())
+                .map(|c| c.callable.name.to_string());
+            e.function = Some(match f {
+                Some(name) => format!("function `{name}`"),
+                None if chunk.name == "root" => "main".to_string(),
+                None => format!("`{}`", chunk.name),
+            });
+        }
+        if e.position.is_none() {
+            e.position = chunk.position(ip);
+        }
+        e
+    }
+
+    fn execute(&mut self, host: &mut dyn Host, repl: bool) -> VmResult<Outcome> {
+        let started = Instant::now();
+        self.deadline = started + self.limits.timeout.saturating_sub(self.spent);
+        let r = self.execute_inner(host, repl);
+        self.spent += started.elapsed();
+        r
+    }
+
+    fn execute_inner(&mut self, host: &mut dyn Host, repl: bool) -> VmResult<Outcome> {
+        let frame = self
+            .frames
+            .last()
+            .ok_or_else(|| VmError::runtime("nothing to run"))?;
+        let mut chunk = frame.chunk.clone();
+        let mut ip = frame.ip;
+        let mut base = frame.stack_start;
+        loop {
+            if ip >= chunk.ops.len() {
+                // Ran off the end of the chunk: return null from this frame.
+                let done = self.frames.pop().expect("a frame is running");
+                if self.frames.is_empty() {
+                    let result = if repl {
+                        Value::Null
+                    } else {
+                        self.stack.pop().unwrap_or_default()
+                    };
+                    return Ok(Outcome::Finished(result));
+                }
+                self.close_upvalues(done.stack_start);
+                self.stack.truncate(done.stack_start);
+                self.stack.push(Value::Null);
+                self.drop_stale_handlers();
+                let f = self.frames.last().expect("checked non-empty");
+                chunk = f.chunk.clone();
+                ip = f.ip;
+                base = f.stack_start;
+                continue;
+            }
+            self.ops += 1;
+            if self.ops & 1023 == 0 {
+                if let Err(e) = self.check_time() {
+                    return Err(self.annotate(e, &chunk, ip));
+                }
+            }
+            let step = self.step(&chunk, ip, base, host);
+            match step {
+                Ok(Flow::Next) => ip += 1,
+                Ok(Flow::Goto(t)) => ip = t,
+                Ok(Flow::Switch) => {
+                    let f = self.frames.last().expect("a frame after a call or return");
+                    chunk = f.chunk.clone();
+                    ip = f.ip;
+                    base = f.stack_start;
+                }
+                Ok(Flow::Done(v)) => return Ok(Outcome::Finished(v)),
+                Ok(Flow::Suspend(name, args)) => {
+                    if let Some(f) = self.frames.last_mut() {
+                        f.ip = ip + 1;
+                    }
+                    return Ok(Outcome::Suspended { name, args });
+                }
+                Err(e) => {
+                    if let Some(f) = self.frames.last_mut() {
+                        f.ip = ip;
+                    }
+                    return Err(self.annotate(e, &chunk, ip));
+                }
+            }
+        }
+    }
+
+    /// Handlers whose frame has returned can never catch again.
+    fn drop_stale_handlers(&mut self) {
+        let depth = self.frames.len();
+        while self
+            .throw_stack
+            .last()
+            .is_some_and(|t| t.call_depth > depth)
+        {
+            self.throw_stack.pop();
+        }
+    }
+
+    fn local(&self, base: usize, i: u32) -> Value {
+        self.stack
+            .get(base + i as usize)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn current_closure(&self) -> VmResult<Rc<Closure>> {
+        self.frames
+            .last()
+            .and_then(|f| f.closure.clone())
+            .ok_or_else(|| VmError::runtime("no upvalues outside a function"))
+    }
+
+    #[inline]
+    fn step(
+        &mut self,
+        chunk: &Rc<Chunk>,
+        ip: usize,
+        base: usize,
+        host: &mut dyn Host,
+    ) -> VmResult<Flow> {
+        match &chunk.ops[ip] {
+            Op::Nop => {}
+            Op::Str(s) => self.stack.push(Value::Str(s.clone())),
+            Op::Num(n) => self.stack.push(Value::Number(*n)),
+            Op::True => self.stack.push(Value::Bool(true)),
+            Op::False => self.stack.push(Value::Bool(false)),
+            Op::Null => self.stack.push(Value::Null),
+            Op::Pop => {
+                self.pop()?;
+            }
+            Op::Not => {
+                let v = self.pop()?;
+                self.stack.push(Value::Bool(!v.truthy()));
+            }
+            Op::And(n) | Op::Or(n) => {
+                let is_and = matches!(chunk.ops[ip], Op::And(_));
+                let n = *n as usize;
+                if n > self.stack.len() {
+                    return Err(VmError::runtime("stack is empty, can not pop"));
+                }
+                let start = self.stack.len() - n;
+                let r = if is_and {
+                    self.stack[start..].iter().all(Value::truthy)
+                } else {
+                    self.stack[start..].iter().any(Value::truthy)
+                };
+                self.stack.truncate(start);
+                self.stack.push(Value::Bool(r));
+            }
+            Op::Plus | Op::Minus | Op::Multiply | Op::Divide | Op::Mod => {
+                let left = self.pop()?;
+                let right = self.pop()?;
+                let (a, b) = match (&left, &right) {
+                    (Value::Number(a), Value::Number(b)) => (*a, *b),
+                    _ => (left.to_number(), right.to_number()),
+                };
+                let r = match chunk.ops[ip] {
+                    Op::Plus => a + b,
+                    Op::Minus => a - b,
+                    Op::Multiply => a * b,
+                    Op::Divide => a / b,
+                    _ => a % b,
+                };
+                self.stack.push(Value::Number(r));
+            }
+            Op::Compare(op) => {
+                let left = self.pop()?;
+                let right = self.pop()?;
+                let r = self.compare(*op, left, right)?;
+                self.stack.push(Value::Bool(r));
+            }
+            Op::GetGlobal(n) => {
+                let n = *n as usize;
+                if n == 0 || n > self.stack.len() {
+                    return Err(VmError::runtime("invalid global lookup"));
+                }
+                let start = self.stack.len() - n;
+                let chain: Vec<Value> = self.stack.drain(start..).rev().collect();
+                let v = self.get_global(&chain)?;
+                self.stack.push(v);
+            }
+            Op::GetLocal(i) => {
+                let v = self.local(base, *i);
+                self.stack.push(v);
+            }
+            Op::SetLocal(i) => {
+                let v = self.pop()?;
+                let at = base + *i as usize;
+                match self.stack.get_mut(at) {
+                    Some(slot) => *slot = v,
+                    None => return Err(VmError::runtime(format!("invalid local variable {i}"))),
+                }
+            }
+            Op::Return => {
+                let result = self.pop()?;
+                let done = self.frames.pop().expect("a frame is running");
+                if self.frames.is_empty() {
+                    return Ok(Flow::Done(result));
+                }
+                self.close_upvalues(done.stack_start);
+                self.stack.truncate(done.stack_start);
+                self.stack.push(result);
+                self.drop_stale_handlers();
+                return Ok(Flow::Switch);
+            }
+            Op::Jump(t) => return Ok(Flow::Goto(*t as usize)),
+            Op::JumpIfFalse(t) => {
+                if !self.pop()?.truthy() {
+                    return Ok(Flow::Goto(*t as usize));
+                }
+            }
+            Op::JumpIfStackNotNull(t) => {
+                if self.stack.last().is_some_and(|v| !v.is_null()) {
+                    return Ok(Flow::Goto(*t as usize));
+                }
+            }
+            Op::DeclareFn {
+                name,
+                argc,
+                body,
+                end,
+            } => {
+                self.declared
+                    .insert(name.clone(), (chunk.clone(), *body, *argc));
+                return Ok(Flow::Goto(*end as usize));
+            }
+            Op::Dict(n) => {
+                let n = 2 * *n as usize;
+                if n > self.stack.len() {
+                    return Err(VmError::runtime("stack is empty, can not pop"));
+                }
+                let start = self.stack.len() - n;
+                let mut d = crate::value::Dict::default();
+                let mut it = self.stack.drain(start..);
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    let key = k.to_key().ok_or_else(|| {
+                        VmError::runtime(format!(
+                            "a dict key must be a string, number, boolean or null, not {}",
+                            k.type_name()
+                        ))
+                    })?;
+                    d.insert(key, v);
+                }
+                drop(it);
+                self.stack.push(Value::dict(d));
+            }
+            Op::Array(n) | Op::Tuple(n) => {
+                let n = *n as usize;
+                if n > self.stack.len() {
+                    return Err(VmError::runtime("stack is empty, can not pop"));
+                }
+                let start = self.stack.len() - n;
+                let items: Vec<Value> = self.stack.drain(start..).collect();
+                let v = if matches!(chunk.ops[ip], Op::Array(_)) {
+                    Value::array(items)
+                } else {
+                    Value::tuple(items)
+                };
+                self.stack.push(v);
+            }
+            Op::GetProperty | Op::GetPropertyNullish => {
+                let key = self.pop()?;
+                let obj = self.pop()?;
+                let v = get_property(&obj, &key)?;
+                self.stack.push(v);
+            }
+            Op::SetProperty => {
+                let value = self.pop()?;
+                let key = self.pop()?;
+                let obj = self.pop()?;
+                set_property(&obj, &key, value)?;
+            }
+            Op::Throw => {
+                let exception = self.pop()?;
+                let err = match &exception {
+                    Value::Error(e) => e.clone(),
+                    _ => {
+                        return Err(VmError::runtime(
+                            "Can not throw: value is not of type Error",
+                        ))
+                    }
+                };
+                match self.throw_stack.pop() {
+                    Some(t) => {
+                        self.close_upvalues(t.stack_len);
+                        self.stack.truncate(t.stack_len);
+                        self.frames.truncate(t.call_depth.max(1));
+                        self.stack.push(exception);
+                        let f = self.frames.last_mut().expect("handler frame exists");
+                        f.ip = t.catch_ip;
+                        return Ok(Flow::Switch);
+                    }
+                    None => {
+                        return Err(VmError {
+                            kind: ErrorKind::Uncaught {
+                                error_type: err.kind.to_string(),
+                                payload: if err.payload.is_null() {
+                                    None
+                                } else {
+                                    Some(err.payload.repr())
+                                },
+                            },
+                            message: err.message.to_string(),
+                            operation: None,
+                            function: None,
+                            position: None,
+                        })
+                    }
+                }
+            }
+            Op::Try(t) => self.throw_stack.push(TryFrame {
+                call_depth: self.frames.len(),
+                stack_len: self.stack.len(),
+                catch_ip: *t as usize,
+            }),
+            Op::PopTry => {
+                if self.throw_stack.pop().is_none() {
+                    return Err(VmError::runtime(
+                        "Invalid operation POP_TRY: no try block to pop",
+                    ));
+                }
+            }
+            Op::Callable {
+                name,
+                argc,
+                upvalue_count,
+                body,
+                end,
+            } => {
+                let callable = Callable {
+                    name: name.clone(),
+                    arg_count: *argc,
+                    upvalue_count: *upvalue_count,
+                    kind: CallableKind::Local {
+                        chunk: chunk.clone(),
+                        ip: *body,
+                    },
+                };
+                self.stack.push(Value::Callable(Rc::new(callable)));
+                return Ok(Flow::Goto(*end as usize));
+            }
+            Op::Closure(ups) => {
+                let callable = match self.pop()? {
+                    Value::Callable(c) => c,
+                    other => {
+                        return Err(VmError::runtime(format!(
+                            "Invalid callable: {}",
+                            other.repr()
+                        )))
+                    }
+                };
+                if ups.len() != callable.upvalue_count as usize {
+                    return Err(VmError::runtime(format!(
+                        "Invalid upvalue count. Expected {}, got {}",
+                        callable.upvalue_count,
+                        ups.len()
+                    )));
+                }
+                let mut ids = Vec::with_capacity(ups.len());
+                for &(is_local, index) in ups.iter() {
+                    if is_local {
+                        ids.push(self.capture_upvalue(base + index as usize));
+                    } else {
+                        let cl = self.current_closure()?;
+                        let id = cl.upvalues.get(index as usize).copied().ok_or_else(|| {
+                            VmError::runtime(format!("Invalid upvalue index: {index}"))
+                        })?;
+                        ids.push(id);
+                    }
+                }
+                self.stack.push(Value::Closure(Rc::new(Closure {
+                    callable,
+                    upvalues: ids.into_boxed_slice(),
+                })));
+            }
+            Op::GetUpvalue(i) => {
+                let id = self.upvalue_id(*i)?;
+                let up = &self.upvalues[id];
+                let v = if up.closed {
+                    up.value.clone()
+                } else {
+                    self.stack.get(up.location).cloned().unwrap_or_default()
+                };
+                self.stack.push(v);
+            }
+            Op::SetUpvalue(i) => {
+                let id = self.upvalue_id(*i)?;
+                let v = self.pop()?;
+                let up = &mut self.upvalues[id];
+                if up.closed {
+                    up.value = v;
+                } else if let Some(slot) = self.stack.get_mut(up.location) {
+                    *slot = v;
+                }
+            }
+            Op::CloseUpvalue => {
+                if self.stack.is_empty() {
+                    return Err(VmError::runtime("stack is empty, can not pop"));
+                }
+                self.close_upvalues(self.stack.len() - 1);
+                self.stack.pop();
+            }
+            Op::CallLocal(argc) => {
+                self.check_time()?;
+                let closure = match self.pop()? {
+                    Value::Closure(c) => c,
+                    other => {
+                        return Err(VmError::runtime(format!(
+                            "Invalid closure: {} is not a function",
+                            other.repr()
+                        )))
+                    }
+                };
+                let argc = *argc as usize;
+                self.check_args(argc)?;
+                return self.call_closure(closure, argc, chunk, ip, host);
+            }
+            Op::CallGlobal { name, argc, native } => {
+                self.check_time()?;
+                let argc = *argc as usize;
+                self.check_args(argc)?;
+                return self.call_global(name, argc, *native, chunk, ip, host);
+            }
+        }
+        Ok(Flow::Next)
+    }
+
+    fn upvalue_id(&self, i: u32) -> VmResult<usize> {
+        let cl = self.current_closure()?;
+        cl.upvalues
+            .get(i as usize)
+            .map(|&id| id as usize)
+            .filter(|&id| id < self.upvalues.len())
+            .ok_or_else(|| VmError::runtime(format!("Invalid upvalue index: {i}")))
+    }
+
+    fn check_args(&self, argc: usize) -> VmResult<()> {
+        if argc > self.stack.len() {
+            return Err(VmError::runtime("Not enough arguments on the stack"));
+        }
+        if argc > self.limits.max_args {
+            return Err(VmError::limit(
+                "arguments",
+                format!(
+                    "Too many arguments: {argc} (the limit is {})",
+                    self.limits.max_args
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn push_frame(&mut self, frame: Frame) -> VmResult<Flow> {
+        self.frames.push(frame);
+        if self.frames.len() > self.limits.max_call_depth {
+            return Err(VmError::limit(
+                "call depth",
+                format!(
+                    "Call stack exceeded maximum length of {}",
+                    self.limits.max_call_depth
+                ),
+            ));
+        }
+        Ok(Flow::Switch)
+    }
+
+    fn call_closure(
+        &mut self,
+        closure: Rc<Closure>,
+        argc: usize,
+        chunk: &Rc<Chunk>,
+        ip: usize,
+        host: &mut dyn Host,
+    ) -> VmResult<Flow> {
+        match &closure.callable.kind {
+            CallableKind::Local {
+                chunk: target,
+                ip: body,
+            } => {
+                let want = closure.callable.arg_count as usize;
+                if argc > want {
+                    return Err(VmError::runtime(format!(
+                        "Too many arguments. Passed {argc}, expected {want}"
+                    )));
+                }
+                for _ in argc..want {
+                    self.stack.push(Value::Null);
+                }
+                self.frames.last_mut().expect("caller frame").ip = ip + 1;
+                let frame = Frame {
+                    chunk: target.clone(),
+                    ip: *body as usize,
+                    stack_start: self.stack.len() - want,
+                    closure: Some(closure.clone()),
+                };
+                self.push_frame(frame)
+            }
+            CallableKind::Native(f) => {
+                self.call_native(f, argc, chunk.version, true, host)?;
+                Ok(Flow::Next)
+            }
+            CallableKind::BytecodeStl(name) => self.call_bytecode_stl(name, argc, ip),
+            CallableKind::Async(name) => self.suspend(name.clone(), argc),
+        }
+    }
+
+    fn call_native(
+        &mut self,
+        f: &'static NativeFunction,
+        argc: usize,
+        version: i64,
+        pad: bool,
+        host: &mut dyn Host,
+    ) -> VmResult<()> {
+        if argc < f.min_args {
+            return Err(VmError::runtime(format!(
+                "Function {} requires at least {} arguments",
+                f.name, f.min_args
+            )));
+        }
+        if let Some(max) = f.max_args {
+            if argc > max {
+                return Err(VmError::runtime(format!(
+                    "Function {} requires at most {max} arguments",
+                    f.name
+                )));
+            }
+            if pad {
+                for _ in argc..max {
+                    self.stack.push(Value::Null);
+                }
+            }
+        }
+        let n = if pad {
+            f.max_args.unwrap_or(argc).max(argc)
+        } else {
+            argc
+        };
+        let start = self.stack.len() - n;
+        let result = {
+            let mut ctx = Ctx {
+                host,
+                regex: &mut self.regex,
+            };
+            if version == 0 {
+                let mut args: Vec<Value> = self.stack[start..].to_vec();
+                args.reverse();
+                (f.func)(&mut ctx, &args)
+            } else {
+                (f.func)(&mut ctx, &self.stack[start..])
+            }
+        };
+        self.stack.truncate(start);
+        let v = result.map_err(|m| VmError {
+            operation: Some(format!("{}()", f.name)),
+            ..VmError::runtime(m)
+        })?;
+        self.stack.push(v);
+        Ok(())
+    }
+
+    fn call_bytecode_stl(&mut self, name: &'static str, argc: usize, ip: usize) -> VmResult<Flow> {
+        let (params, stl_chunk) = stdlib::bytecode_stl_chunk(name)
+            .ok_or_else(|| VmError::runtime(format!("Unsupported function call: {name}")))?;
+        if params != argc {
+            return Err(VmError::runtime(format!(
+                "Function {name} requires exactly {params} arguments"
+            )));
+        }
+        self.frames.last_mut().expect("caller frame").ip = ip + 1;
+        let callable = Callable {
+            name: Rc::from(name),
+            arg_count: params as u32,
+            upvalue_count: 0,
+            kind: CallableKind::Local {
+                chunk: stl_chunk.clone(),
+                ip: 0,
+            },
+        };
+        let closure = Rc::new(Closure {
+            callable: Rc::new(callable),
+            upvalues: Box::new([]),
+        });
+        let frame = Frame {
+            chunk: stl_chunk,
+            ip: 0,
+            stack_start: self.stack.len() - argc,
+            closure: Some(closure),
+        };
+        self.push_frame(frame)
+    }
+
+    fn suspend(&mut self, name: Rc<str>, argc: usize) -> VmResult<Flow> {
+        if self.async_steps >= self.limits.max_async_steps {
+            return Err(VmError::limit(
+                "async steps",
+                format!(
+                    "Exceeded maximum number of async steps: {}",
+                    self.limits.max_async_steps
+                ),
+            ));
+        }
+        self.async_steps += 1;
+        let start = self.stack.len() - argc;
+        let args: Vec<Value> = self.stack.drain(start..).collect();
+        Ok(Flow::Suspend(name, args))
+    }
+
+    fn call_global(
+        &mut self,
+        name: &Rc<str>,
+        argc: usize,
+        native: Option<&'static NativeFunction>,
+        chunk: &Rc<Chunk>,
+        ip: usize,
+        host: &mut dyn Host,
+    ) -> VmResult<Flow> {
+        if !self.declared.is_empty() && &**name != "toString" {
+            if let Some((target, body, want)) = self.declared.get(name).cloned() {
+                for _ in argc..want as usize {
+                    self.stack.push(Value::Null);
+                }
+                self.frames.last_mut().expect("caller frame").ip = ip + 1;
+                let n = (want as usize).max(argc);
+                let frame = Frame {
+                    chunk: target,
+                    ip: body as usize,
+                    stack_start: self.stack.len() - n,
+                    closure: None,
+                };
+                return self.push_frame(frame);
+            }
+        }
+        if host.has_function(name) {
+            let start = self.stack.len() - argc;
+            let mut args: Vec<Value> = self.stack.drain(start..).collect();
+            if chunk.version == 0 {
+                args.reverse();
+            }
+            let v = host.call(name, &args).map_err(|m| VmError {
+                operation: Some(format!("{name}()")),
+                ..VmError::runtime(m)
+            })?;
+            self.stack.push(v);
+            return Ok(Flow::Next);
+        }
+        if &**name != "toString" && host.is_async(name) {
+            return self.suspend(name.clone(), argc);
+        }
+        if let Some(f) = native {
+            self.call_native(f, argc, chunk.version, false, host)?;
+            return Ok(Flow::Next);
+        }
+        if let Some(stl) = stdlib::bytecode_stl_name(name) {
+            return self.call_bytecode_stl(stl, argc, ip);
+        }
+        Err(VmError::runtime(format!(
+            "Unsupported function call: {name}"
+        )))
+    }
+
+    fn get_global(&mut self, chain: &[Value]) -> VmResult<Value> {
+        let first = chain[0].to_js_string();
+        if let Value::Dict(d) = &self.globals {
+            let root = d.borrow().get(&Key::str(&first)).cloned();
+            if let Some(mut v) = root {
+                for key in &chain[1..] {
+                    if v.is_null() {
+                        return Ok(Value::Null);
+                    }
+                    v = get_property(&v, key)?;
+                }
+                return Ok(v);
+            }
+        }
+        if chain.len() == 1 {
+            if let Some(c) = stdlib::function_value(&first) {
+                return Ok(c);
+            }
+        }
+        let path: Vec<String> = chain.iter().map(Value::to_js_string).collect();
+        Err(VmError::runtime(format!(
+            "Global variable not found: {}",
+            path.join(".")
+        )))
+    }
+
+    fn compare(&mut self, op: Opcode, left: Value, right: Value) -> VmResult<bool> {
+        Ok(match op {
+            Opcode::EQ => equals(&left, &right),
+            Opcode::NOT_EQ => !equals(&left, &right),
+            Opcode::GT | Opcode::GT_EQ | Opcode::LT | Opcode::LT_EQ => order(op, &left, &right),
+            Opcode::LIKE | Opcode::ILIKE | Opcode::NOT_LIKE | Opcode::NOT_ILIKE => {
+                let ci = matches!(op, Opcode::ILIKE | Opcode::NOT_ILIKE);
+                let m = like(&mut self.regex, &left, &right, ci).map_err(VmError::runtime)?;
+                if matches!(op, Opcode::LIKE | Opcode::ILIKE) {
+                    m
+                } else {
+                    !m
+                }
+            }
+            Opcode::IN | Opcode::NOT_IN => {
+                let found = contains(&right, &left)?;
+                if op == Opcode::IN {
+                    found
+                } else {
+                    !found
+                }
+            }
+            Opcode::REGEX | Opcode::NOT_REGEX | Opcode::IREGEX | Opcode::NOT_IREGEX => {
+                let ci = matches!(op, Opcode::IREGEX | Opcode::NOT_IREGEX);
+                let m =
+                    regex_match(&mut self.regex, &right, &left, ci).map_err(VmError::runtime)?;
+                if matches!(op, Opcode::REGEX | Opcode::IREGEX) {
+                    m
+                } else {
+                    !m
+                }
+            }
+            _ => {
+                return Err(VmError::runtime(
+                    "cohorts cannot be used in real-time functions; inline the cohort's conditions",
+                ))
+            }
+        })
+    }
+}
+
+enum Flow {
+    Next,
+    Goto(usize),
+    Switch,
+    Done(Value),
+    Suspend(Rc<str>, Vec<Value>),
+}
+
+/// PostHog's name of a decoded operation.
+fn op_name(op: &Op) -> String {
+    let code = match op {
+        Op::Nop => return "NOP".into(),
+        Op::GetGlobal(_) => Opcode::GET_GLOBAL,
+        Op::CallGlobal { name, .. } => return format!("CALL_GLOBAL {name}"),
+        Op::And(_) => Opcode::AND,
+        Op::Or(_) => Opcode::OR,
+        Op::Not => Opcode::NOT,
+        Op::Plus => Opcode::PLUS,
+        Op::Minus => Opcode::MINUS,
+        Op::Multiply => Opcode::MULTIPLY,
+        Op::Divide => Opcode::DIVIDE,
+        Op::Mod => Opcode::MOD,
+        Op::Compare(c) => *c,
+        Op::True => Opcode::TRUE,
+        Op::False => Opcode::FALSE,
+        Op::Null => Opcode::NULL,
+        Op::Str(_) => Opcode::STRING,
+        Op::Num(_) => Opcode::FLOAT,
+        Op::Pop => Opcode::POP,
+        Op::GetLocal(_) => Opcode::GET_LOCAL,
+        Op::SetLocal(_) => Opcode::SET_LOCAL,
+        Op::Return => Opcode::RETURN,
+        Op::Jump(_) => Opcode::JUMP,
+        Op::JumpIfFalse(_) => Opcode::JUMP_IF_FALSE,
+        Op::JumpIfStackNotNull(_) => Opcode::JUMP_IF_STACK_NOT_NULL,
+        Op::DeclareFn { .. } => Opcode::DECLARE_FN,
+        Op::Dict(_) => Opcode::DICT,
+        Op::Array(_) => Opcode::ARRAY,
+        Op::Tuple(_) => Opcode::TUPLE,
+        Op::GetProperty => Opcode::GET_PROPERTY,
+        Op::GetPropertyNullish => Opcode::GET_PROPERTY_NULLISH,
+        Op::SetProperty => Opcode::SET_PROPERTY,
+        Op::Throw => Opcode::THROW,
+        Op::Try(_) => Opcode::TRY,
+        Op::PopTry => Opcode::POP_TRY,
+        Op::Callable { .. } => Opcode::CALLABLE,
+        Op::Closure(_) => Opcode::CLOSURE,
+        Op::CallLocal(_) => Opcode::CALL_LOCAL,
+        Op::GetUpvalue(_) => Opcode::GET_UPVALUE,
+        Op::SetUpvalue(_) => Opcode::SET_UPVALUE,
+        Op::CloseUpvalue => Opcode::CLOSE_UPVALUE,
+    };
+    code.name().to_string()
+}
+
+/// `container[key]` with PostHog's rules: 1-based array indexes, negative from the end, `null`
+/// for anything missing or for non-containers.
+pub fn get_property(obj: &Value, key: &Value) -> VmResult<Value> {
+    Ok(match obj {
+        Value::Dict(d) => match key.to_key() {
+            Some(k) => d.borrow().get(&k).cloned().unwrap_or_default(),
+            None => Value::Null,
+        },
+        Value::Array(a) | Value::Tuple(a) => match key {
+            Value::Number(n) => {
+                let a = a.borrow();
+                let n = *n;
+                if n == 0.0 {
+                    return Err(VmError::runtime("Hog arrays start from index 1"));
+                }
+                let idx = if n > 0.0 { n - 1.0 } else { a.len() as f64 + n };
+                if idx >= 0.0 && idx.fract() == 0.0 {
+                    a.get(idx as usize).cloned().unwrap_or_default()
+                } else {
+                    Value::Null
+                }
+            }
+            Value::Str(s) if &**s == "length" => Value::Number(a.borrow().len() as f64),
+            _ => Value::Null,
+        },
+        Value::Error(e) => match key.as_str() {
+            Some("type") => Value::Str(e.kind.clone()),
+            Some("message") => Value::Str(e.message.clone()),
+            Some("payload") => e.payload.clone(),
+            _ => Value::Null,
+        },
+        Value::DateTime(d) => match key.as_str() {
+            Some("dt") => Value::Number(d.dt),
+            Some("zone") => Value::Str(d.zone.clone()),
+            _ => Value::Null,
+        },
+        Value::Date(y, m, d) => match key.as_str() {
+            Some("year") => Value::Number(f64::from(*y)),
+            Some("month") => Value::Number(f64::from(*m)),
+            Some("day") => Value::Number(f64::from(*d)),
+            _ => Value::Null,
+        },
+        _ => Value::Null,
+    })
+}
+
+/// `container[key] := value`.
+pub fn set_property(obj: &Value, key: &Value, value: Value) -> VmResult<()> {
+    match obj {
+        Value::Dict(d) => {
+            let k = key.to_key().ok_or_else(|| {
+                VmError::runtime(format!(
+                    "a dict key must be a string, number, boolean or null, not {}",
+                    key.type_name()
+                ))
+            })?;
+            d.borrow_mut().insert(k, value);
+            Ok(())
+        }
+        Value::Array(a) | Value::Tuple(a) => match key {
+            Value::Number(n) if *n > 0.0 && n.fract() == 0.0 => {
+                let idx = (*n - 1.0) as usize;
+                let mut a = a.borrow_mut();
+                if idx >= a.len() {
+                    if idx > a.len() + 1_000_000 {
+                        return Err(VmError::runtime(format!(
+                            "index {n} is too far past the end of the array"
+                        )));
+                    }
+                    a.resize(idx + 1, Value::Null);
+                }
+                a[idx] = value;
+                Ok(())
+            }
+            Value::Number(_) => Err(VmError::runtime("Hog arrays start from index 1")),
+            other => Err(VmError::runtime(format!(
+                "Can not set {} on an array",
+                other.to_js_string()
+            ))),
+        },
+        other => Err(VmError::runtime(format!(
+            "Can not set {} on element of type {}",
+            key.to_js_string(),
+            other.type_name()
+        ))),
+    }
+}
+
+/// Aligns types for comparison the way PostHog's VM does.
+fn unify(left: &Value, right: &Value) -> Option<(Value, Value)> {
+    use Value::*;
+    Some(match (left, right) {
+        (Number(_), Str(s)) => (left.clone(), Number(crate::value::js_string_to_number(s))),
+        (Str(s), Number(_)) => (Number(crate::value::js_string_to_number(s)), right.clone()),
+        (Bool(_), Str(s)) => (left.clone(), Bool(&**s == "true")),
+        (Str(s), Bool(_)) => (Bool(&**s == "true"), right.clone()),
+        (Bool(b), Number(_)) => (Number(f64::from(u8::from(*b))), right.clone()),
+        (Number(_), Bool(b)) => (left.clone(), Number(f64::from(u8::from(*b)))),
+        (DateTime(a), DateTime(b)) => (Number(a.dt), Number(b.dt)),
+        _ => return None,
+    })
+}
+
+/// Lexicographic comparison of two arrays of finite numbers.
+fn numeric_arrays(left: &Value, right: &Value) -> Option<std::cmp::Ordering> {
+    let (a, b) = match (left, right) {
+        (Value::Array(a) | Value::Tuple(a), Value::Array(b) | Value::Tuple(b)) => {
+            (a.borrow(), b.borrow())
+        }
+        _ => return None,
+    };
+    let finite = |v: &Value| matches!(v, Value::Number(n) if n.is_finite());
+    if !a.iter().all(finite) || !b.iter().all(finite) {
+        return None;
+    }
+    for (x, y) in a.iter().zip(b.iter()) {
+        let (x, y) = (x.as_number().unwrap_or(0.0), y.as_number().unwrap_or(0.0));
+        if x != y {
+            return Some(if x < y {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Greater
+            });
+        }
+    }
+    Some(a.len().cmp(&b.len()))
+}
+
+/// `left = right`.
+pub fn equals(left: &Value, right: &Value) -> bool {
+    if let Some((l, r)) = unify(left, right) {
+        return l.strict_eq(&r);
+    }
+    if let Some(o) = numeric_arrays(left, right) {
+        return o == std::cmp::Ordering::Equal;
+    }
+    left.strict_eq(right)
+}
+
+/// `<`, `<=`, `>`, `>=`. Any comparison with `null` is false.
+pub fn order(op: Opcode, left: &Value, right: &Value) -> bool {
+    use std::cmp::Ordering::*;
+    if left.is_null() || right.is_null() {
+        return false;
+    }
+    let ord = if let Some((l, r)) = unify(left, right) {
+        js_order(&l, &r)
+    } else if let Some(o) = numeric_arrays(left, right) {
+        Some(o)
+    } else {
+        js_order(left, right)
+    };
+    match ord {
+        None => false,
+        Some(o) => match op {
+            Opcode::GT => o == Greater,
+            Opcode::GT_EQ => o != Less,
+            Opcode::LT => o == Less,
+            _ => o != Greater,
+        },
+    }
+}
+
+/// JavaScript's abstract relational comparison: strings by code units, otherwise numerically.
+fn js_order(left: &Value, right: &Value) -> Option<std::cmp::Ordering> {
+    let prim = |v: &Value| -> Value {
+        match v {
+            Value::Array(_)
+            | Value::Tuple(_)
+            | Value::Dict(_)
+            | Value::Error(_)
+            | Value::Closure(_) => Value::Str(Rc::from(v.to_js_string().as_str())),
+            other => other.clone(),
+        }
+    };
+    let (l, r) = (prim(left), prim(right));
+    if let (Value::Str(a), Value::Str(b)) = (&l, &r) {
+        return Some(a.encode_utf16().cmp(b.encode_utf16()));
+    }
+    l.to_number().partial_cmp(&r.to_number())
+}
+
+/// `needle in haystack`: element of an array or tuple, substring of a string, key of a dict.
+pub fn contains(haystack: &Value, needle: &Value) -> VmResult<bool> {
+    Ok(match haystack {
+        Value::Array(a) | Value::Tuple(a) => a.borrow().iter().any(|v| v.same_value_zero(needle)),
+        Value::Str(s) => match needle {
+            Value::Str(n) => s.contains(&**n),
+            other => s.contains(other.to_js_string().as_str()),
+        },
+        Value::Dict(d) => needle.to_key().is_some_and(|k| d.borrow().contains_key(&k)),
+        Value::Null => false,
+        other => {
+            return Err(VmError::runtime(format!(
+                "`in` needs an array, tuple, string or dict, not {}",
+                other.type_name()
+            )))
+        }
+    })
+}
+
+/// SQL `LIKE`: `%` any run, `_` one character; the rest literal.
+pub fn like(
+    cache: &mut RegexCache,
+    value: &Value,
+    pattern: &Value,
+    case_insensitive: bool,
+) -> Result<bool, String> {
+    let pattern = pattern.to_js_string();
+    let mut re = String::with_capacity(pattern.len() + 8);
+    if case_insensitive {
+        re.push_str("(?i)");
+    }
+    re.push_str("(?s)");
+    for c in pattern.chars() {
+        match c {
+            '%' => re.push_str(".*"),
+            '_' => re.push('.'),
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    let r = cache.get(&re)?;
+    Ok(r.is_match(&value.to_js_string()))
+}
+
+/// `value =~ pattern`: false when either side is falsy, as in PostHog.
+pub fn regex_match(
+    cache: &mut RegexCache,
+    pattern: &Value,
+    value: &Value,
+    case_insensitive: bool,
+) -> Result<bool, String> {
+    if !pattern.truthy() || !value.truthy() {
+        return Ok(false);
+    }
+    let mut p = pattern.to_js_string();
+    if case_insensitive {
+        p = format!("(?i){p}");
+    }
+    let r = cache.get(&p)?;
+    Ok(r.is_match(&value.to_js_string()))
+}
