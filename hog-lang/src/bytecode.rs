@@ -75,9 +75,9 @@ impl Item {
         match self {
             Item::Op(op) => serde_json::Value::from(*op as u8),
             Item::Int(i) => serde_json::Value::from(*i),
-            Item::Float(f) => serde_json::Number::from_f64(*f)
-                .map(serde_json::Value::Number)
-                .unwrap_or(serde_json::Value::Null),
+            Item::Float(f) => {
+                serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null)
+            }
             Item::Str(s) => serde_json::Value::from(s.as_str()),
             Item::Bool(b) => serde_json::Value::from(*b),
             Item::Null => serde_json::Value::Null,
@@ -87,10 +87,7 @@ impl Item {
 
 /// Bytecode as a JSON array with the header.
 pub fn to_json(items: &[Item]) -> serde_json::Value {
-    let mut out = vec![
-        serde_json::Value::from(HEADER),
-        serde_json::Value::from(VERSION),
-    ];
+    let mut out = vec![serde_json::Value::from(HEADER), serde_json::Value::from(VERSION)];
     out.extend(items.iter().map(Item::to_json));
     serde_json::Value::Array(out)
 }
@@ -123,9 +120,7 @@ pub enum DecodeError {
         problem: String,
     },
     /// A jump lands outside the program or inside an instruction.
-    #[error(
-        "{op} at element {at} jumps to element {target}, which is not the start of an operation"
-    )]
+    #[error("{op} at element {at} jumps to element {target}, which is not the start of an operation")]
     BadJump {
         /// The operation.
         op: &'static str,
@@ -320,22 +315,14 @@ pub fn decode(
             Item::Int(n) => u8::try_from(*n)
                 .ok()
                 .and_then(Opcode::from_u8)
-                .ok_or_else(|| DecodeError::UnknownOp {
-                    found: n.to_string(),
-                    at,
-                })?,
+                .ok_or_else(|| DecodeError::UnknownOp { found: n.to_string(), at })?,
             Item::Null => {
                 ops.push(Op::Nop);
                 op_spans.push(spans.and_then(|s| s.get(i).copied().flatten()));
                 i += 1;
                 continue;
             }
-            other => {
-                return Err(DecodeError::UnknownOp {
-                    found: format!("{:?}", other.to_json()),
-                    at,
-                })
-            }
+            other => return Err(DecodeError::UnknownOp { found: format!("{:?}", other.to_json()), at }),
         };
         let opname = opcode.name();
         let span = spans.and_then(|s| s.get(i).copied().flatten());
@@ -415,20 +402,16 @@ pub fn decode(
             Opcode::FALSE => (Op::False, 1),
             Opcode::NULL => (Op::Null, 1),
             Opcode::STRING => (Op::Str(string(1)?), 2),
-            Opcode::INTEGER | Opcode::FLOAT => {
-                let n = match operand(1)? {
-                    Item::Int(n) => *n as f64,
-                    Item::Float(f) => *f,
-                    other => {
-                        return Err(DecodeError::BadOperand {
-                            op: opname,
-                            at,
-                            problem: format!("expected a number, found {}", other.to_json()),
-                        })
-                    }
-                };
-                (Op::Num(n), 2)
-            }
+            // PostHog's VM pushes the operand as it is; its compiler writes booleans here too.
+            Opcode::INTEGER | Opcode::FLOAT => match operand(1)? {
+                Item::Int(n) => (Op::Num(*n as f64), 2),
+                Item::Float(f) => (Op::Num(*f), 2),
+                Item::Bool(true) => (Op::True, 2),
+                Item::Bool(false) => (Op::False, 2),
+                Item::Null => (Op::Null, 2),
+                Item::Str(s) => (Op::Str(Rc::from(s.as_str())), 2),
+                Item::Op(o) => (Op::Num(f64::from(*o as u8)), 2),
+            },
             Opcode::POP => (Op::Pop, 1),
             Opcode::GET_LOCAL => (Op::GetLocal(count(1)?), 2),
             Opcode::SET_LOCAL => (Op::SetLocal(count(1)?), 2),
@@ -454,15 +437,7 @@ pub fn decode(
                 let body_start = i as i64 + 4;
                 fixups.push((op_index, body_start, opname, at, 1));
                 fixups.push((op_index, body_start + body_len, opname, at, 2));
-                (
-                    Op::DeclareFn {
-                        name,
-                        argc,
-                        body: 0,
-                        end: 0,
-                    },
-                    4,
-                )
+                (Op::DeclareFn { name, argc, body: 0, end: 0 }, 4)
             }
             Opcode::DICT => (Op::Dict(count(1)?), 2),
             Opcode::ARRAY => (Op::Array(count(1)?), 2),
@@ -480,16 +455,7 @@ pub fn decode(
                 let body_start = i as i64 + 5;
                 fixups.push((op_index, body_start, opname, at, 1));
                 fixups.push((op_index, body_start + body_len, opname, at, 2));
-                (
-                    Op::Callable {
-                        name,
-                        argc,
-                        upvalue_count,
-                        body: 0,
-                        end: 0,
-                    },
-                    5,
-                )
+                (Op::Callable { name, argc, upvalue_count, body: 0, end: 0 }, 5)
             }
             Opcode::CLOSURE => {
                 let n = count(1)? as usize;
@@ -530,33 +496,20 @@ pub fn decode(
             .ok()
             .and_then(|t| pos_to_op.get(t).copied())
             .filter(|&t| t != u32::MAX)
-            .ok_or(DecodeError::BadJump {
-                op: opname,
-                at,
-                target: target + base as i64,
-            })?;
+            .ok_or(DecodeError::BadJump { op: opname, at, target: target + base as i64 })?;
         match (&mut ops[op_index], which) {
-            (Op::Jump(t) | Op::JumpIfFalse(t) | Op::JumpIfStackNotNull(t) | Op::Try(t), 0) => {
-                *t = resolved
-            }
+            (Op::Jump(t) | Op::JumpIfFalse(t) | Op::JumpIfStackNotNull(t) | Op::Try(t), 0) => *t = resolved,
             (Op::Callable { body, .. } | Op::DeclareFn { body, .. }, 1) => *body = resolved,
             (Op::Callable { end, .. } | Op::DeclareFn { end, .. }, 2) => *end = resolved,
             _ => unreachable!("fixup kinds match their operations"),
         }
     }
-    Ok(Chunk {
-        name: name.to_string(),
-        version,
-        ops,
-        spans: op_spans,
-        source,
-    })
+    Ok(Chunk { name: name.to_string(), version, ops, spans: op_spans, source })
 }
 
 /// Decodes JSON bytecode text (a `.hoge` file).
 pub fn decode_json_text(text: &str) -> Result<Chunk, DecodeError> {
-    let json: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
     let (version, items) = items_from_json(&json)?;
     decode("root", version, &items, None, None)
 }
@@ -574,8 +527,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_jumps() {
-        let err =
-            decode_json_text(r#"["_H", 1, 39, 1, 32, "x"]"#).expect_err("jumps into an operand");
+        let err = decode_json_text(r#"["_H", 1, 39, 1, 32, "x"]"#).expect_err("jumps into an operand");
         assert!(matches!(err, DecodeError::BadJump { .. }));
         let err = decode_json_text(r#"["_H", 1, 39, 100]"#).expect_err("jumps past the end");
         assert!(matches!(err, DecodeError::BadJump { .. }));
@@ -584,13 +536,7 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert_eq!(decode_json_text("{}").unwrap_err(), DecodeError::BadHeader);
-        assert!(matches!(
-            decode_json_text(r#"["_H", 1, 999]"#),
-            Err(DecodeError::UnknownOp { .. })
-        ));
-        assert!(matches!(
-            decode_json_text(r#"["_H", 1, 33]"#),
-            Err(DecodeError::BadOperand { .. })
-        ));
+        assert!(matches!(decode_json_text(r#"["_H", 1, 999]"#), Err(DecodeError::UnknownOp { .. })));
+        assert!(matches!(decode_json_text(r#"["_H", 1, 33]"#), Err(DecodeError::BadOperand { .. })));
     }
 }

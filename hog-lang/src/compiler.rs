@@ -16,9 +16,7 @@ use crate::parser::parse_program;
 use crate::stdlib;
 
 /// The globals a function sees in the pipeline (see HOG.md).
-pub const FUNCTION_GLOBALS: &[&str] = &[
-    "event", "person", "groups", "project", "source", "inputs", "request",
-];
+pub const FUNCTION_GLOBALS: &[&str] = &["event", "person", "groups", "project", "source", "inputs", "request"];
 
 /// What the compiler may assume about the environment the code runs in.
 #[derive(Debug, Clone)]
@@ -41,10 +39,7 @@ impl Default for CompileOptions {
 impl CompileOptions {
     /// Accepts any global name (resolved at run time).
     pub fn any_globals() -> Self {
-        CompileOptions {
-            globals: None,
-            functions: Vec::new(),
-        }
+        CompileOptions { globals: None, functions: Vec::new() }
     }
 }
 
@@ -132,11 +127,7 @@ pub fn compile(source: &str, options: &CompileOptions) -> Result<Code, Diagnosti
 
 /// Compiles the body of a function with the given parameters (no header), as PostHog stores the
 /// functions of its bytecode standard library.
-pub fn compile_function_body(
-    params: &[&str],
-    source: &str,
-    options: &CompileOptions,
-) -> Result<Code, Diagnostics> {
+pub fn compile_function_body(params: &[&str], source: &str, options: &CompileOptions) -> Result<Code, Diagnostics> {
     let program = parse_program(source)?;
     let mut c = Compiler::new(options.clone());
     for p in params {
@@ -148,21 +139,9 @@ pub fn compile_function_body(
 }
 
 fn with_implicit_return(mut body: Vec<Stmt>) -> Vec<Stmt> {
-    if !matches!(
-        body.last(),
-        Some(Stmt {
-            kind: StmtKind::Return(_),
-            ..
-        })
-    ) {
-        let span = body
-            .last()
-            .map(|s| Span::new(s.span.end, s.span.end))
-            .unwrap_or_default();
-        body.push(Stmt {
-            kind: StmtKind::Return(None),
-            span,
-        });
+    if !matches!(body.last(), Some(Stmt { kind: StmtKind::Return(_), .. })) {
+        let span = body.last().map(|s| Span::new(s.span.end, s.span.end)).unwrap_or_default();
+        body.push(Stmt { kind: StmtKind::Return(None), span });
     }
     body
 }
@@ -170,12 +149,7 @@ fn with_implicit_return(mut body: Vec<Stmt>) -> Vec<Stmt> {
 impl Compiler {
     /// A compiler for whole programs.
     pub fn new(options: CompileOptions) -> Self {
-        Compiler {
-            fns: vec![FnState::default()],
-            diags: Vec::new(),
-            options,
-            repl: false,
-        }
+        Compiler { fns: vec![FnState::default()], diags: Vec::new(), options, repl: false }
     }
 
     /// A compiler that keeps top-level variables between `compile_repl` calls.
@@ -232,9 +206,7 @@ impl Compiler {
     }
 
     fn cur(&mut self) -> &mut FnState {
-        self.fns
-            .last_mut()
-            .expect("there is always a function state")
+        self.fns.last_mut().expect("there is always a function state")
     }
 
     fn error(&mut self, d: Diagnostic) {
@@ -258,11 +230,7 @@ impl Compiler {
             if local.depth <= f.depth {
                 break;
             }
-            ops.push(if local.captured {
-                Opcode::CLOSE_UPVALUE
-            } else {
-                Opcode::POP
-            });
+            ops.push(if local.captured { Opcode::CLOSE_UPVALUE } else { Opcode::POP });
             f.locals.pop();
         }
         for op in ops {
@@ -273,12 +241,7 @@ impl Compiler {
 
     fn declare(&mut self, name: &str, span: Span, arity: Option<usize>) -> usize {
         let f = self.fns.last().expect("function state");
-        let duplicate = f
-            .locals
-            .iter()
-            .rev()
-            .take_while(|l| l.depth >= f.depth)
-            .any(|l| l.name == name);
+        let duplicate = f.locals.iter().rev().take_while(|l| l.depth >= f.depth).any(|l| l.name == name);
         if duplicate {
             self.error(
                 Diagnostic::new(
@@ -287,19 +250,12 @@ impl Compiler {
                     span,
                 )
                 .with_label("declared again here")
-                .with_help(format!(
-                    "assign to it with `{name} := …`, or pick another name"
-                )),
+                .with_help(format!("assign to it with `{name} := …`, or pick another name")),
             );
         }
         let f = self.cur();
         let depth = f.depth;
-        f.locals.push(Local {
-            name: name.to_string(),
-            depth,
-            captured: false,
-            arity,
-        });
+        f.locals.push(Local { name: name.to_string(), depth, captured: false, arity });
         f.locals.len() - 1
     }
 
@@ -321,11 +277,7 @@ impl Compiler {
         if level == 0 {
             return None;
         }
-        if let Some(index) = self.fns[level - 1]
-            .locals
-            .iter()
-            .rposition(|l| l.name == name)
-        {
+        if let Some(index) = self.fns[level - 1].locals.iter().rposition(|l| l.name == name) {
             self.fns[level - 1].locals[index].captured = true;
             return Some(self.add_upvalue(level, index, true));
         }
@@ -359,11 +311,7 @@ impl Compiler {
 
     /// Compiles a whole program.
     pub fn program(&mut self, program: &Program) -> Code {
-        let end = program
-            .body
-            .last()
-            .map(|s| Span::new(s.span.end, s.span.end))
-            .unwrap_or_default();
+        let end = program.body.last().map(|s| Span::new(s.span.end, s.span.end)).unwrap_or_default();
         self.block(&program.body, end)
     }
 
@@ -382,11 +330,7 @@ impl Compiler {
         let end = Span::new(span.end, span.end);
         let mut code = Code::default();
         match &s.kind {
-            StmtKind::Let {
-                name,
-                name_span,
-                value,
-            } => {
+            StmtKind::Let { name, name_span, value } => {
                 self.declare(name, *name_span, None);
                 match value {
                     Some(v) => code.append(self.expr(v)),
@@ -412,19 +356,11 @@ impl Compiler {
                     code.op(Opcode::THROW, span);
                 }
                 None => self.error(
-                    Diagnostic::new(
-                        DiagCode::ThrowWithoutValue,
-                        "`throw` needs an error to throw",
-                        span,
-                    )
-                    .with_help("write `throw Error('what went wrong')`"),
+                    Diagnostic::new(DiagCode::ThrowWithoutValue, "`throw` needs an error to throw", span)
+                        .with_help("write `throw Error('what went wrong')`"),
                 ),
             },
-            StmtKind::If {
-                cond,
-                then,
-                otherwise,
-            } => {
+            StmtKind::If { cond, then, otherwise } => {
                 let c = self.expr(cond);
                 let t = self.stmt(then);
                 let o = otherwise.as_ref().map(|o| self.stmt(o));
@@ -449,12 +385,7 @@ impl Compiler {
                 let back = -(code.len() as i64) - 1;
                 code.int(back);
             }
-            StmtKind::For {
-                init,
-                cond,
-                step,
-                body,
-            } => {
+            StmtKind::For { init, cond, step, body } => {
                 if init.is_some() {
                     self.start_scope();
                 }
@@ -482,26 +413,12 @@ impl Compiler {
                     code.append(self.end_scope(end));
                 }
             }
-            StmtKind::ForIn {
-                key,
-                value,
-                iter,
-                body,
-            } => code = self.for_in(key.as_deref(), value, iter, body, span),
-            StmtKind::Function {
-                name,
-                name_span,
-                params,
-                body,
-            } => {
+            StmtKind::ForIn { key, value, iter, body } => code = self.for_in(key.as_deref(), value, iter, body, span),
+            StmtKind::Function { name, name_span, params, body } => {
                 self.declare(name, *name_span, Some(params.len()));
                 code = self.function(name, params, &with_implicit_return(body.clone()), span);
             }
-            StmtKind::Try {
-                body,
-                catches,
-                finally,
-            } => code = self.try_stmt(body, catches, finally.as_deref(), span),
+            StmtKind::Try { body, catches, finally } => code = self.try_stmt(body, catches, finally.as_deref(), span),
             StmtKind::Block(stmts) => code = self.block(stmts, end),
         }
         code
@@ -580,14 +497,7 @@ impl Compiler {
         code
     }
 
-    fn for_in(
-        &mut self,
-        key: Option<&str>,
-        value: &str,
-        iter: &Expr,
-        body: &Stmt,
-        span: Span,
-    ) -> Code {
+    fn for_in(&mut self, key: Option<&str>, value: &str, iter: &Expr, body: &Stmt, span: Span) -> Code {
         let end = Span::new(span.end, span.end);
         let mut code = Code::default();
         self.start_scope();
@@ -677,10 +587,7 @@ impl Compiler {
         for p in params {
             self.declare(p, span, None);
         }
-        let end = body
-            .last()
-            .map(|s| Span::new(s.span.end, s.span.end))
-            .unwrap_or(span);
+        let end = body.last().map(|s| Span::new(s.span.end, s.span.end)).unwrap_or(span);
         let body_code = self.block(body, end);
         self.callable(name, params.len(), body_code, span)
     }
@@ -704,42 +611,24 @@ impl Compiler {
         code
     }
 
-    fn try_stmt(
-        &mut self,
-        body: &[Stmt],
-        catches: &[Catch],
-        finally: Option<&[Stmt]>,
-        span: Span,
-    ) -> Code {
+    fn try_stmt(&mut self, body: &[Stmt], catches: &[Catch], finally: Option<&[Stmt]>, span: Span) -> Code {
         if let Some(fin) = finally {
             // try { try { body } catch … } catch (__H_finally_H__) { fin; throw __H_finally_H__ } fin
             let inner = if catches.is_empty() {
                 body.to_vec()
             } else {
                 vec![Stmt {
-                    kind: StmtKind::Try {
-                        body: body.to_vec(),
-                        catches: catches.to_vec(),
-                        finally: None,
-                    },
+                    kind: StmtKind::Try { body: body.to_vec(), catches: catches.to_vec(), finally: None },
                     span,
                 }]
             };
             let var = "__H_finally_H__".to_string();
             let mut handler = fin.to_vec();
             handler.push(Stmt {
-                kind: StmtKind::Throw(Some(Expr {
-                    kind: ExprKind::Field(vec![var.clone()]),
-                    span,
-                })),
+                kind: StmtKind::Throw(Some(Expr { kind: ExprKind::Field(vec![var.clone()]), span })),
                 span,
             });
-            let outer = Catch {
-                var: Some(var),
-                ty: None,
-                body: handler,
-                span,
-            };
+            let outer = Catch { var: Some(var), ty: None, body: handler, span };
             let mut code = self.try_stmt(&inner, &[outer], None, span);
             code.append(self.block(fin, span));
             return code;
@@ -816,8 +705,7 @@ impl Compiler {
         let found = if let Some(index) = self.find_local(name) {
             Some((Opcode::GET_LOCAL, index))
         } else {
-            self.resolve_upvalue(self.fns.len() - 1, name)
-                .map(|up| (Opcode::GET_UPVALUE, up))
+            self.resolve_upvalue(self.fns.len() - 1, name).map(|up| (Opcode::GET_UPVALUE, up))
         };
         if let Some((op, index)) = found {
             code.op(op, span);
@@ -833,27 +721,16 @@ impl Compiler {
             let known = globals.iter().any(|g| g == name)
                 || (chain.len() == 1 && (stdlib::is_function(name) || self.is_host_function(name)));
             if !known {
-                let name_span = Span::new(
-                    span.start,
-                    span.start + name.len().min(span.end - span.start),
-                );
-                let mut d = Diagnostic::new(
-                    DiagCode::UnknownVariable,
-                    format!("unknown variable `{name}`"),
-                    name_span,
-                )
-                .with_label("not a local variable or a known global");
+                let name_span = Span::new(span.start, span.start + name.len().min(span.end - span.start));
+                let mut d = Diagnostic::new(DiagCode::UnknownVariable, format!("unknown variable `{name}`"), name_span)
+                    .with_label("not a local variable or a known global");
                 let names = self.visible_names();
                 if let Some(s) = did_you_mean(name, names.iter().map(|s| s.as_str())) {
                     d = d.with_help(format!("did you mean `{s}`?"));
                 } else {
                     d = d.with_note(format!(
                         "declare it with `let {name} := …`; the globals here are: {}",
-                        if globals.is_empty() {
-                            "none".to_string()
-                        } else {
-                            globals.join(", ")
-                        }
+                        if globals.is_empty() { "none".to_string() } else { globals.join(", ") }
                     ));
                 }
                 self.error(d);
@@ -894,44 +771,18 @@ impl Compiler {
                 }
             },
             ExprKind::Field(chain) => code = self.field(chain, span),
-            ExprKind::ArrayAccess {
-                array,
-                property,
-                nullish,
-            } => {
+            ExprKind::ArrayAccess { array, property, nullish } => {
                 code.append(self.expr(array));
                 code.append(self.expr(property));
-                code.op(
-                    if *nullish {
-                        Opcode::GET_PROPERTY_NULLISH
-                    } else {
-                        Opcode::GET_PROPERTY
-                    },
-                    span,
-                );
+                code.op(if *nullish { Opcode::GET_PROPERTY_NULLISH } else { Opcode::GET_PROPERTY }, span);
             }
-            ExprKind::TupleAccess {
-                tuple,
-                index,
-                nullish,
-            } => {
+            ExprKind::TupleAccess { tuple, index, nullish } => {
                 code.append(self.expr(tuple));
                 code.op(Opcode::INTEGER, span);
                 code.int(*index);
-                code.op(
-                    if *nullish {
-                        Opcode::GET_PROPERTY_NULLISH
-                    } else {
-                        Opcode::GET_PROPERTY
-                    },
-                    span,
-                );
+                code.op(if *nullish { Opcode::GET_PROPERTY_NULLISH } else { Opcode::GET_PROPERTY }, span);
             }
-            ExprKind::Call {
-                name,
-                name_span,
-                args,
-            } => code = self.call(name, *name_span, args, span),
+            ExprKind::Call { name, name_span, args } => code = self.call(name, *name_span, args, span),
             ExprKind::ExprCall { callee, args } => {
                 for a in args {
                     code.append(self.expr(a));
@@ -970,11 +821,7 @@ impl Compiler {
                 for x in items {
                     code.append(self.expr(x));
                 }
-                let op = if matches!(e.kind, ExprKind::Array(_)) {
-                    Opcode::ARRAY
-                } else {
-                    Opcode::TUPLE
-                };
+                let op = if matches!(e.kind, ExprKind::Array(_)) { Opcode::ARRAY } else { Opcode::TUPLE };
                 code.op(op, span);
                 code.usize(items.len());
             }
@@ -1013,25 +860,35 @@ impl Compiler {
                 code.append(self.expr(x));
                 code.op(Opcode::NOT, span);
             }
-            ExprKind::Between {
-                expr,
-                low,
-                high,
-                negated,
-            } => {
+            ExprKind::Between { expr, low, high, negated } => {
+                // SQL semantics, as PostHog compiles it: null when any operand is null.
                 let (lo_op, hi_op, join) = if *negated {
                     (Opcode::LT, Opcode::GT, Opcode::OR)
                 } else {
                     (Opcode::GT_EQ, Opcode::LT_EQ, Opcode::AND)
                 };
-                code.append(self.expr(low));
-                code.append(self.expr(expr));
-                code.op(lo_op, span);
-                code.append(self.expr(high));
-                code.append(self.expr(expr));
-                code.op(hi_op, span);
-                code.op(join, span);
-                code.int(2);
+                for part in [low, high, expr] {
+                    code.append(self.expr(part));
+                    code.op(Opcode::NULL, span);
+                    code.op(Opcode::NOT_EQ, span);
+                }
+                code.op(Opcode::AND, span);
+                code.int(3);
+                let mut cmp = Code::default();
+                cmp.append(self.expr(low));
+                cmp.append(self.expr(expr));
+                cmp.op(lo_op, span);
+                cmp.append(self.expr(high));
+                cmp.append(self.expr(expr));
+                cmp.op(hi_op, span);
+                cmp.op(join, span);
+                cmp.int(2);
+                code.op(Opcode::JUMP_IF_FALSE, span);
+                code.usize(cmp.len() + 2);
+                code.append(cmp);
+                code.op(Opcode::JUMP, span);
+                code.int(1);
+                code.op(Opcode::NULL, span);
             }
         }
         code
@@ -1165,12 +1022,7 @@ impl Compiler {
             code.usize(args.len());
             return code;
         }
-        let host = self
-            .options
-            .functions
-            .iter()
-            .find(|(n, _, _)| n == name)
-            .map(|(_, lo, hi)| (*lo, *hi));
+        let host = self.options.functions.iter().find(|(n, _, _)| n == name).map(|(_, lo, hi)| (*lo, *hi));
         let known = host.or_else(|| stdlib::arity(name));
         match known {
             Some((min, max)) => {
@@ -1178,18 +1030,10 @@ impl Compiler {
                     self.arity_error(name, name_span, min, max, args.len());
                 }
             }
-            None if self
-                .options
-                .globals
-                .as_ref()
-                .is_some_and(|g| g.iter().any(|x| x == name)) => {}
+            None if self.options.globals.as_ref().is_some_and(|g| g.iter().any(|x| x == name)) => {}
             None => {
-                let mut d = Diagnostic::new(
-                    DiagCode::UnknownFunction,
-                    format!("unknown function `{name}`"),
-                    name_span,
-                )
-                .with_label("not a local function or in the standard library");
+                let mut d = Diagnostic::new(DiagCode::UnknownFunction, format!("unknown function `{name}`"), name_span)
+                    .with_label("not a local function or in the standard library");
                 let mut candidates: Vec<String> = self.visible_names();
                 candidates.extend(stdlib::all_names().map(|s| s.to_string()));
                 candidates.extend(self.options.functions.iter().map(|(n, _, _)| n.clone()));
@@ -1207,14 +1051,7 @@ impl Compiler {
         code
     }
 
-    fn arity_error(
-        &mut self,
-        name: &str,
-        span: Span,
-        min: usize,
-        max: Option<usize>,
-        given: usize,
-    ) {
+    fn arity_error(&mut self, name: &str, span: Span, min: usize, max: Option<usize>, given: usize) {
         let expected = match max {
             Some(m) if m == min => format!("{m} argument{}", if m == 1 { "" } else { "s" }),
             Some(m) if min == 0 => format!("at most {m} argument{}", if m == 1 { "" } else { "s" }),
@@ -1223,10 +1060,7 @@ impl Compiler {
         };
         let mut d = Diagnostic::new(
             DiagCode::WrongArity,
-            format!(
-                "`{name}` takes {expected} but {given} {} given",
-                if given == 1 { "was" } else { "were" }
-            ),
+            format!("`{name}` takes {expected} but {given} {} given", if given == 1 { "was" } else { "were" }),
             span,
         )
         .with_label(format!("called with {given}"));

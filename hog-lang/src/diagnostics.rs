@@ -88,14 +88,7 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A diagnostic with a code, message and span.
     pub fn new(code: Code, message: impl Into<String>, span: Span) -> Self {
-        Diagnostic {
-            code,
-            message: message.into(),
-            span,
-            label: None,
-            note: None,
-            help: None,
-        }
+        Diagnostic { code, message: message.into(), span, label: None, note: None, help: None }
     }
 
     /// Adds the text shown under the caret.
@@ -125,20 +118,10 @@ impl Diagnostic {
     pub fn render(&self, source: &str, filename: &str) -> String {
         let (line, col) = self.line_col(source);
         let line_text = source.lines().nth(line - 1).unwrap_or("");
-        let line_start = source[..self.span.start.min(source.len())]
-            .rfind('\n')
-            .map(|i| i + 1)
-            .unwrap_or(0);
+        let line_start = source[..self.span.start.min(source.len())].rfind('\n').map(|i| i + 1).unwrap_or(0);
         let line_end = line_start + line_text.len();
-        let end = self
-            .span
-            .end
-            .clamp(self.span.start, line_end.max(self.span.start));
-        let width = source
-            .get(self.span.start..end)
-            .map(|s| s.chars().count())
-            .unwrap_or(1)
-            .max(1);
+        let end = self.span.end.clamp(self.span.start, line_end.max(self.span.start));
+        let width = source.get(self.span.start..end).map(|s| s.chars().count()).unwrap_or(1).max(1);
         let gutter = line.to_string().len();
         let pad = " ".repeat(gutter);
         let mut out = format!("error[{}]: {}\n", self.code.as_str(), self.message);
@@ -193,11 +176,7 @@ pub struct Diagnostics(pub Vec<Diagnostic>);
 impl Diagnostics {
     /// Renders them all, separated by blank lines.
     pub fn render(&self, source: &str, filename: &str) -> String {
-        self.0
-            .iter()
-            .map(|d| d.render(source, filename))
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.0.iter().map(|d| d.render(source, filename)).collect::<Vec<_>>().join("\n")
     }
 
     /// The JSON array form.
@@ -235,10 +214,7 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
 }
 
 /// The candidate closest to `name` by edit distance, when close enough to be a likely typo.
-pub fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let lower = name.to_lowercase();
     let max = (name.chars().count() / 3).clamp(1, 3);
     let mut best: Option<(usize, &str)> = None;
@@ -246,11 +222,7 @@ pub fn did_you_mean<'a>(
         if c == name || c.starts_with("__H_") {
             continue;
         }
-        let d = if c.to_lowercase() == lower {
-            0
-        } else {
-            edit_distance(&lower, &c.to_lowercase())
-        };
+        let d = if c.to_lowercase() == lower { 0 } else { edit_distance(&lower, &c.to_lowercase()) };
         if d <= max && best.is_none_or(|(bd, bc)| d < bd || (d == bd && c < bc)) {
             best = Some((d, c));
         }
@@ -280,14 +252,8 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(
-            did_you_mean("lenght", ["length", "lower", "print"]),
-            Some("length")
-        );
-        assert_eq!(
-            did_you_mean("prnt", ["length", "lower", "print"]),
-            Some("print")
-        );
+        assert_eq!(did_you_mean("lenght", ["length", "lower", "print"]), Some("length"));
+        assert_eq!(did_you_mean("prnt", ["length", "lower", "print"]), Some("print"));
         assert_eq!(did_you_mean("zzzzzz", ["length", "lower", "print"]), None);
     }
 

@@ -59,13 +59,7 @@ pub struct RunOutput {
 /// Compiles source into a runnable chunk (with source positions for errors).
 pub fn compile_chunk(source: &str, options: &CompileOptions) -> Result<Rc<Chunk>, RunError> {
     let code = compile(source, options).map_err(RunError::Compile)?;
-    let chunk = bytecode::decode(
-        "root",
-        bytecode::VERSION,
-        &code.items,
-        Some(&code.spans),
-        Some(Rc::from(source)),
-    )?;
+    let chunk = bytecode::decode("root", bytecode::VERSION, &code.items, Some(&code.spans), Some(Rc::from(source)))?;
     Ok(Rc::new(chunk))
 }
 
@@ -80,10 +74,7 @@ pub fn run_chunk(chunk: Rc<Chunk>, globals: Value) -> Result<RunOutput, RunError
     let mut host = CollectingHost::default();
     let mut vm = Vm::new(globals);
     match vm.run(chunk, &mut host)? {
-        Outcome::Finished(result) => Ok(RunOutput {
-            result,
-            lines: host.lines,
-        }),
+        Outcome::Finished(result) => Ok(RunOutput { result, lines: host.lines }),
         Outcome::Suspended { name, .. } => Err(RunError::Suspended(name.to_string())),
     }
 }

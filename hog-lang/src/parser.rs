@@ -18,15 +18,10 @@ use grammar::{HogParser, Rule};
 /// Parses a whole program.
 pub fn parse_program(source: &str) -> Result<Program, Diagnostics> {
     prescan(source).map_err(|d| Diagnostics(vec![d]))?;
-    let mut pairs = HogParser::parse(Rule::program, source)
-        .map_err(|e| Diagnostics(vec![pest_error(source, e)]))?;
+    let mut pairs = HogParser::parse(Rule::program, source).map_err(|e| Diagnostics(vec![pest_error(source, e)]))?;
     let program = pairs.next().expect("program rule always yields one pair");
     let mut b = Builder { diags: Vec::new() };
-    let body = program
-        .into_inner()
-        .filter(|p| p.as_rule() != Rule::EOI)
-        .map(|p| b.stmt(p))
-        .collect::<Vec<_>>();
+    let body = program.into_inner().filter(|p| p.as_rule() != Rule::EOI).map(|p| b.stmt(p)).collect::<Vec<_>>();
     if b.diags.is_empty() {
         Ok(Program { body })
     } else {
@@ -38,10 +33,7 @@ pub fn parse_program(source: &str) -> Result<Program, Diagnostics> {
 pub fn parse_expression(source: &str) -> Result<Expr, Diagnostics> {
     let program = parse_program(source)?;
     match program.body.as_slice() {
-        [Stmt {
-            kind: StmtKind::Expr(e),
-            ..
-        }] => Ok(e.clone()),
+        [Stmt { kind: StmtKind::Expr(e), .. }] => Ok(e.clone()),
         _ => Err(Diagnostics(vec![Diagnostic::new(
             Code::Syntax,
             "expected a single expression",
@@ -105,9 +97,7 @@ fn prescan(src: &str) -> Result<(), Diagnostic> {
             b'f' | b'F'
                 if bytes.get(i + 1) == Some(&b'\'')
                     && (i == 0
-                        || !(bytes[i - 1].is_ascii_alphanumeric()
-                            || bytes[i - 1] == b'_'
-                            || bytes[i - 1] == b'$')) =>
+                        || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_' || bytes[i - 1] == b'$')) =>
             {
                 // f-string: check it closes before the end of input.
                 if find_fstring_end(bytes, i + 2).is_none() {
@@ -125,10 +115,7 @@ fn prescan(src: &str) -> Result<(), Diagnostic> {
                     }
                     return Err(Diagnostic::new(
                         Code::UnterminatedString,
-                        format!(
-                            "unterminated quoted identifier: missing closing {}",
-                            c as char
-                        ),
+                        format!("unterminated quoted identifier: missing closing {}", c as char),
                         Span::new(i, line_end(src, i)),
                     )
                     .with_label("starts here"));
@@ -154,17 +141,10 @@ fn prescan(src: &str) -> Result<(), Diagnostic> {
                         let (l, col) = crate::diagnostics::line_col(src, at);
                         return Err(Diagnostic::new(
                             Code::UnbalancedDelimiter,
-                            format!(
-                                "mismatched `{}`: expected `{}`",
-                                c as char,
-                                closer(open) as char
-                            ),
+                            format!("mismatched `{}`: expected `{}`", c as char, closer(open) as char),
                             Span::new(i, i + 1),
                         )
-                        .with_label(format!(
-                            "does not close the `{}` at {l}:{col}",
-                            open as char
-                        )));
+                        .with_label(format!("does not close the `{}` at {l}:{col}", open as char)));
                     }
                     None => {
                         return Err(Diagnostic::new(
@@ -212,13 +192,9 @@ fn line_end(src: &str, i: usize) -> usize {
 }
 
 fn unterminated_string(src: &str, at: usize) -> Diagnostic {
-    Diagnostic::new(
-        Code::UnterminatedString,
-        "unterminated string literal",
-        Span::new(at, line_end(src, at)),
-    )
-    .with_label("this string is never closed")
-    .with_help("add a closing `'`; write a quote inside a string as `\\'` or `''`")
+    Diagnostic::new(Code::UnterminatedString, "unterminated string literal", Span::new(at, line_end(src, at)))
+        .with_label("this string is never closed")
+        .with_help("add a closing `'`; write a quote inside a string as `\\'` or `''`")
 }
 
 /// Index of the closing quote of a quoted token whose body starts at `i`.
@@ -279,23 +255,15 @@ fn find_fstring_end(bytes: &[u8], mut i: usize) -> Option<usize> {
 
 fn rule_name(rule: &Rule) -> Option<&'static str> {
     Some(match rule {
-        Rule::expression | Rule::ternary | Rule::between_expr | Rule::or_expr | Rule::and_expr => {
-            "an expression"
-        }
-        Rule::not_expr | Rule::nullish_expr | Rule::isnull_expr | Rule::compare_expr => {
-            "an expression"
-        }
+        Rule::expression | Rule::ternary | Rule::between_expr | Rule::or_expr | Rule::and_expr => "an expression",
+        Rule::not_expr | Rule::nullish_expr | Rule::isnull_expr | Rule::compare_expr => "an expression",
         Rule::add_expr | Rule::mul_expr | Rule::unary_expr | Rule::postfix_expr => "an expression",
         Rule::ident => "a name",
         Rule::prop_name => "a property name",
         Rule::int_lit => "an index",
         Rule::block => "`{`",
-        Rule::var_decl | Rule::return_stmt | Rule::throw_stmt | Rule::try_stmt | Rule::if_stmt => {
-            "a statement"
-        }
-        Rule::while_stmt | Rule::for_stmt | Rule::for_in_stmt | Rule::fn_stmt | Rule::expr_stmt => {
-            "a statement"
-        }
+        Rule::var_decl | Rule::return_stmt | Rule::throw_stmt | Rule::try_stmt | Rule::if_stmt => "a statement",
+        Rule::while_stmt | Rule::for_stmt | Rule::for_in_stmt | Rule::fn_stmt | Rule::expr_stmt => "a statement",
         Rule::empty_stmt | Rule::EOI => "a statement",
         Rule::call_args => "`(`",
         Rule::compare_op | Rule::add_op | Rule::mul_op => "an operator",
@@ -335,18 +303,10 @@ fn pest_error(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     };
     let span_end = if pos >= source.len() {
         pos
-    } else if found
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$')
-    {
+    } else if found.chars().next().is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
         found_end
     } else {
-        pos + source[pos..]
-            .chars()
-            .next()
-            .map(|c| c.len_utf8())
-            .unwrap_or(1)
+        pos + source[pos..].chars().next().map(|c| c.len_utf8()).unwrap_or(1)
     };
     let span = Span::new(pos, span_end);
 
@@ -373,19 +333,11 @@ fn pest_error(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
         .map(|(i, c)| i + c.len_utf8())
         .unwrap_or(0);
     let prev_word = &before[prev_word_start..];
-    if prev_word.eq_ignore_ascii_case("let")
-        && (wants_ident || expected.is_empty() || found_desc != "")
-    {
-        let mut d = Diagnostic::new(
-            Code::LetWithoutName,
-            "expected a variable name after `let`",
-            span,
-        )
-        .with_label(format!("found {found_desc}"));
+    if prev_word.eq_ignore_ascii_case("let") && (wants_ident || expected.is_empty() || found_desc != "") {
+        let mut d = Diagnostic::new(Code::LetWithoutName, "expected a variable name after `let`", span)
+            .with_label(format!("found {found_desc}"));
         if !found.is_empty() && is_reserved(found) {
-            d = d.with_note(format!(
-                "`{found}` is a reserved word; quote it with backticks to use it as a name"
-            ));
+            d = d.with_note(format!("`{found}` is a reserved word; quote it with backticks to use it as a name"));
         } else {
             d = d.with_help("write `let name := value`");
         }
@@ -409,8 +361,8 @@ fn pest_error(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
 
 fn is_reserved(w: &str) -> bool {
     [
-        "let", "fun", "fn", "if", "else", "while", "for", "in", "return", "throw", "try", "catch",
-        "finally", "and", "or", "not", "null",
+        "let", "fun", "fn", "if", "else", "while", "for", "in", "return", "throw", "try", "catch", "finally", "and",
+        "or", "not", "null",
     ]
     .iter()
     .any(|k| k.eq_ignore_ascii_case(w))
@@ -420,11 +372,7 @@ fn join_or(items: &[&str]) -> String {
     match items {
         [] => String::new(),
         [one] => one.to_string(),
-        _ => format!(
-            "{} or {}",
-            items[..items.len() - 1].join(", "),
-            items[items.len() - 1]
-        ),
+        _ => format!("{} or {}", items[..items.len() - 1].join(", "), items[items.len() - 1]),
     }
 }
 
@@ -445,14 +393,7 @@ fn expr(kind: ExprKind, span: Span) -> Expr {
 }
 
 fn call(name: &str, args: Vec<Expr>, span: Span) -> Expr {
-    expr(
-        ExprKind::Call {
-            name: name.to_string(),
-            name_span: span,
-            args,
-        },
-        span,
-    )
+    expr(ExprKind::Call { name: name.to_string(), name_span: span, args }, span)
 }
 
 impl Builder {
@@ -470,11 +411,7 @@ impl Builder {
                 let name_span = span_of(&name_pair);
                 let name = ident_text(name_pair.as_str());
                 let value = it.next().map(|e| self.expr(e));
-                StmtKind::Let {
-                    name,
-                    name_span,
-                    value,
-                }
+                StmtKind::Let { name, name_span, value }
             }
             Rule::return_stmt => StmtKind::Return(p.into_inner().nth(1).map(|e| self.expr(e))),
             Rule::throw_stmt => StmtKind::Throw(p.into_inner().nth(1).map(|e| self.expr(e))),
@@ -492,20 +429,13 @@ impl Builder {
                             let mut cbody = Vec::new();
                             for x in part.into_inner() {
                                 match x.as_rule() {
-                                    Rule::ident if var.is_none() => {
-                                        var = Some(ident_text(x.as_str()))
-                                    }
+                                    Rule::ident if var.is_none() => var = Some(ident_text(x.as_str())),
                                     Rule::ident => ty = Some(ident_text(x.as_str())),
                                     Rule::block => cbody = self.stmts(x),
                                     _ => {}
                                 }
                             }
-                            catches.push(Catch {
-                                var,
-                                ty,
-                                body: cbody,
-                                span: cspan,
-                            });
+                            catches.push(Catch { var, ty, body: cbody, span: cspan });
                         }
                         Rule::finally_block => {
                             let b = part.into_inner().find(|x| x.as_rule() == Rule::block);
@@ -516,32 +446,18 @@ impl Builder {
                 }
                 if catches.is_empty() && finally.is_none() {
                     self.diags.push(
-                        Diagnostic::new(
-                            Code::TryWithoutCatch,
-                            "`try` needs a `catch` or a `finally` block",
-                            span,
-                        )
-                        .with_help("add `catch (e) { … }`"),
+                        Diagnostic::new(Code::TryWithoutCatch, "`try` needs a `catch` or a `finally` block", span)
+                            .with_help("add `catch (e) { … }`"),
                     );
                 }
-                StmtKind::Try {
-                    body,
-                    catches,
-                    finally,
-                }
+                StmtKind::Try { body, catches, finally }
             }
             Rule::if_stmt => {
-                let mut it = p
-                    .into_inner()
-                    .filter(|x| !matches!(x.as_rule(), Rule::kw_if | Rule::kw_else));
+                let mut it = p.into_inner().filter(|x| !matches!(x.as_rule(), Rule::kw_if | Rule::kw_else));
                 let cond = self.expr(it.next().expect("grammar: if has a condition"));
                 let then = Box::new(self.stmt(it.next().expect("grammar: if has a body")));
                 let otherwise = it.next().map(|s| Box::new(self.stmt(s)));
-                StmtKind::If {
-                    cond,
-                    then,
-                    otherwise,
-                }
+                StmtKind::If { cond, then, otherwise }
             }
             Rule::while_stmt => {
                 let mut it = p.into_inner().skip(1);
@@ -558,27 +474,13 @@ impl Builder {
                     match part.as_rule() {
                         Rule::kw_for => {}
                         Rule::for_init => init = Some(Box::new(self.clause(part))),
-                        Rule::for_cond => {
-                            cond = Some(
-                                self.expr(part.into_inner().next().expect("grammar: condition")),
-                            )
-                        }
+                        Rule::for_cond => cond = Some(self.expr(part.into_inner().next().expect("grammar: condition"))),
                         Rule::for_step => step = Some(Box::new(self.clause(part))),
                         _ => body = Some(Box::new(self.stmt(part))),
                     }
                 }
-                let body = body.unwrap_or_else(|| {
-                    Box::new(Stmt {
-                        kind: StmtKind::Empty,
-                        span,
-                    })
-                });
-                StmtKind::For {
-                    init,
-                    cond,
-                    step,
-                    body,
-                }
+                let body = body.unwrap_or_else(|| Box::new(Stmt { kind: StmtKind::Empty, span }));
+                StmtKind::For { init, cond, step, body }
             }
             Rule::for_in_stmt => {
                 let mut idents = Vec::new();
@@ -601,12 +503,7 @@ impl Builder {
                     key,
                     value,
                     iter: iter.expect("grammar: for-in has an iterable"),
-                    body: body.unwrap_or_else(|| {
-                        Box::new(Stmt {
-                            kind: StmtKind::Empty,
-                            span,
-                        })
-                    }),
+                    body: body.unwrap_or_else(|| Box::new(Stmt { kind: StmtKind::Empty, span })),
                 }
             }
             Rule::fn_stmt => {
@@ -618,26 +515,16 @@ impl Builder {
                 let mut body = Vec::new();
                 for x in it {
                     match x.as_rule() {
-                        Rule::params => {
-                            params = x.into_inner().map(|i| ident_text(i.as_str())).collect()
-                        }
+                        Rule::params => params = x.into_inner().map(|i| ident_text(i.as_str())).collect(),
                         Rule::block => body = self.stmts(x),
                         _ => {}
                     }
                 }
-                StmtKind::Function {
-                    name,
-                    name_span,
-                    params,
-                    body,
-                }
+                StmtKind::Function { name, name_span, params, body }
             }
             Rule::block => StmtKind::Block(self.stmts(p)),
             Rule::expr_stmt => {
-                let a = p
-                    .into_inner()
-                    .next()
-                    .expect("grammar: expr_stmt has an assignment");
+                let a = p.into_inner().next().expect("grammar: expr_stmt has an assignment");
                 return self.clause(a);
             }
             Rule::empty_stmt => StmtKind::Empty,
@@ -661,18 +548,9 @@ impl Builder {
                 match it.next() {
                     Some(right) => {
                         let value = self.expr(right);
-                        Stmt {
-                            kind: StmtKind::Assign {
-                                target: left,
-                                value,
-                            },
-                            span,
-                        }
+                        Stmt { kind: StmtKind::Assign { target: left, value }, span }
                     }
-                    None => Stmt {
-                        kind: StmtKind::Expr(left),
-                        span,
-                    },
+                    None => Stmt { kind: StmtKind::Expr(left), span },
                 }
             }
             other => unreachable!("grammar: unexpected clause rule {other:?}"),
@@ -682,11 +560,7 @@ impl Builder {
     fn expr(&mut self, p: Pair<Rule>) -> Expr {
         let span = span_of(&p);
         match p.as_rule() {
-            Rule::expression => self.expr(
-                p.into_inner()
-                    .next()
-                    .expect("grammar: expression has content"),
-            ),
+            Rule::expression => self.expr(p.into_inner().next().expect("grammar: expression has content")),
             Rule::ternary => {
                 let mut it = p.into_inner();
                 let cond = self.expr(it.next().expect("grammar"));
@@ -709,12 +583,7 @@ impl Builder {
                         it.next(); // and
                         let high = self.expr(it.next().expect("grammar: between has a high bound"));
                         expr(
-                            ExprKind::Between {
-                                expr: Box::new(e),
-                                low: Box::new(low),
-                                high: Box::new(high),
-                                negated,
-                            },
+                            ExprKind::Between { expr: Box::new(e), low: Box::new(low), high: Box::new(high), negated },
                             span,
                         )
                     }
@@ -736,20 +605,10 @@ impl Builder {
                     match part.kind {
                         ExprKind::Or(xs) if is_or => flat.extend(xs),
                         ExprKind::And(xs) if !is_or => flat.extend(xs),
-                        kind => flat.push(Expr {
-                            kind,
-                            span: part.span,
-                        }),
+                        kind => flat.push(Expr { kind, span: part.span }),
                     }
                 }
-                expr(
-                    if is_or {
-                        ExprKind::Or(flat)
-                    } else {
-                        ExprKind::And(flat)
-                    },
-                    span,
-                )
+                expr(if is_or { ExprKind::Or(flat) } else { ExprKind::And(flat) }, span)
             }
             Rule::not_expr => {
                 let mut it = p.into_inner();
@@ -775,19 +634,12 @@ impl Builder {
                 let mut it = p.into_inner();
                 let mut acc = self.expr(it.next().expect("grammar"));
                 for suffix in it {
-                    let negated = suffix
-                        .clone()
-                        .into_inner()
-                        .any(|x| x.as_rule() == Rule::kw_not);
+                    let negated = suffix.clone().into_inner().any(|x| x.as_rule() == Rule::kw_not);
                     let s = Span::new(acc.span.start, suffix.as_span().end());
                     let null = expr(ExprKind::Constant(Constant::Null), span_of(&suffix));
                     acc = expr(
                         ExprKind::Compare {
-                            op: if negated {
-                                CompareOp::NotEq
-                            } else {
-                                CompareOp::Eq
-                            },
+                            op: if negated { CompareOp::NotEq } else { CompareOp::Eq },
                             left: Box::new(acc),
                             right: Box::new(null),
                         },
@@ -803,14 +655,7 @@ impl Builder {
                     let op = compare_op(&op);
                     let right = self.expr(it.next().expect("grammar: operator has a right side"));
                     let s = Span::new(acc.span.start, right.span.end);
-                    acc = expr(
-                        ExprKind::Compare {
-                            op,
-                            left: Box::new(acc),
-                            right: Box::new(right),
-                        },
-                        s,
-                    );
+                    acc = expr(ExprKind::Compare { op, left: Box::new(acc), right: Box::new(right) }, s);
                 }
                 acc
             }
@@ -831,14 +676,7 @@ impl Builder {
                                 "%" => ArithOp::Mod,
                                 _ => ArithOp::Sub,
                             };
-                            expr(
-                                ExprKind::Arithmetic {
-                                    op,
-                                    left: Box::new(acc),
-                                    right: Box::new(right),
-                                },
-                                s,
-                            )
+                            expr(ExprKind::Arithmetic { op, left: Box::new(acc), right: Box::new(right) }, s)
                         }
                     };
                 }
@@ -847,24 +685,22 @@ impl Builder {
             Rule::unary_expr => {
                 let mut it = p.into_inner();
                 let first = it.next().expect("grammar");
+                if first.as_rule() == Rule::kw_not {
+                    let inner = self.expr(it.next().expect("grammar: not has an operand"));
+                    return expr(ExprKind::Not(Box::new(inner)), span);
+                }
                 if first.as_rule() == Rule::neg_op {
                     let is_minus = first.as_str().starts_with('-');
                     let operand_pair = it.next().expect("grammar: unary has an operand");
                     let literal = is_plain_number(&operand_pair);
                     let operand = self.expr(operand_pair);
                     if !is_minus {
-                        return Expr {
-                            kind: operand.kind,
-                            span,
-                        };
+                        return Expr { kind: operand.kind, span };
                     }
                     if literal {
                         match operand.kind {
                             ExprKind::Constant(Constant::Int(i)) => {
-                                return expr(
-                                    ExprKind::Constant(Constant::Int(i.wrapping_neg())),
-                                    span,
-                                )
+                                return expr(ExprKind::Constant(Constant::Int(i.wrapping_neg())), span)
                             }
                             ExprKind::Constant(Constant::Float(f)) => {
                                 return expr(ExprKind::Constant(Constant::Float(-f)), span)
@@ -872,16 +708,9 @@ impl Builder {
                             _ => {}
                         }
                     }
-                    let zero = expr(
-                        ExprKind::Constant(Constant::Int(0)),
-                        Span::new(span.start, span.start),
-                    );
+                    let zero = expr(ExprKind::Constant(Constant::Int(0)), Span::new(span.start, span.start));
                     expr(
-                        ExprKind::Arithmetic {
-                            op: ArithOp::Sub,
-                            left: Box::new(zero),
-                            right: Box::new(operand),
-                        },
+                        ExprKind::Arithmetic { op: ArithOp::Sub, left: Box::new(zero), right: Box::new(operand) },
                         span,
                     )
                 } else {
@@ -897,70 +726,31 @@ impl Builder {
                     acc = match op.as_rule() {
                         Rule::call_args => {
                             let args = op.into_inner().map(|a| self.expr(a)).collect();
-                            expr(
-                                ExprKind::ExprCall {
-                                    callee: Box::new(acc),
-                                    args,
-                                },
-                                s,
-                            )
+                            expr(ExprKind::ExprCall { callee: Box::new(acc), args }, s)
                         }
                         Rule::index | Rule::null_index => {
                             let nullish = op.as_rule() == Rule::null_index;
-                            let prop = self.expr(
-                                op.into_inner()
-                                    .next()
-                                    .expect("grammar: index has an expression"),
-                            );
+                            let prop = self.expr(op.into_inner().next().expect("grammar: index has an expression"));
                             if matches!(prop.kind, ExprKind::Constant(Constant::Int(0))) {
                                 self.zero_index(prop.span);
                             }
-                            expr(
-                                ExprKind::ArrayAccess {
-                                    array: Box::new(acc),
-                                    property: Box::new(prop),
-                                    nullish,
-                                },
-                                s,
-                            )
+                            expr(ExprKind::ArrayAccess { array: Box::new(acc), property: Box::new(prop), nullish }, s)
                         }
                         Rule::tuple_index | Rule::null_tuple_index => {
                             let nullish = op.as_rule() == Rule::null_tuple_index;
-                            let lit = op
-                                .into_inner()
-                                .next()
-                                .expect("grammar: tuple index has a number");
+                            let lit = op.into_inner().next().expect("grammar: tuple index has a number");
                             let index = self.int(lit.as_str(), span_of(&lit));
                             if index == 0 {
                                 self.zero_index(op_span);
                             }
-                            expr(
-                                ExprKind::TupleAccess {
-                                    tuple: Box::new(acc),
-                                    index,
-                                    nullish,
-                                },
-                                s,
-                            )
+                            expr(ExprKind::TupleAccess { tuple: Box::new(acc), index, nullish }, s)
                         }
                         Rule::prop_access | Rule::null_prop => {
                             let nullish = op.as_rule() == Rule::null_prop;
-                            let name = op
-                                .into_inner()
-                                .next()
-                                .expect("grammar: property has a name");
-                            let key = expr(
-                                ExprKind::Constant(Constant::Str(ident_text(name.as_str()))),
-                                span_of(&name),
-                            );
-                            expr(
-                                ExprKind::ArrayAccess {
-                                    array: Box::new(acc),
-                                    property: Box::new(key),
-                                    nullish,
-                                },
-                                s,
-                            )
+                            let name = op.into_inner().next().expect("grammar: property has a name");
+                            let key =
+                                expr(ExprKind::Constant(Constant::Str(ident_text(name.as_str()))), span_of(&name));
+                            expr(ExprKind::ArrayAccess { array: Box::new(acc), property: Box::new(key), nullish }, s)
                         }
                         other => unreachable!("grammar: unexpected postfix {other:?}"),
                     };
@@ -997,9 +787,7 @@ impl Builder {
                         ));
                         args.push(pair[1].clone());
                     }
-                    args.push(
-                        else_part.unwrap_or_else(|| expr(ExprKind::Constant(Constant::Null), span)),
-                    );
+                    args.push(else_part.unwrap_or_else(|| expr(ExprKind::Constant(Constant::Null), span)));
                     call(if args.len() == 3 { "if" } else { "multiIf" }, args, span)
                 } else {
                     let name = if parts.len() == 3 { "if" } else { "multiIf" };
@@ -1014,13 +802,9 @@ impl Builder {
                             ExprKind::Constant(Constant::Str(unescape_fstring_text(x.as_str()))),
                             span_of(&x),
                         )),
-                        Rule::fstring_expr => pieces.push(
-                            self.expr(
-                                x.into_inner()
-                                    .next()
-                                    .expect("grammar: {} holds an expression"),
-                            ),
-                        ),
+                        Rule::fstring_expr => {
+                            pieces.push(self.expr(x.into_inner().next().expect("grammar: {} holds an expression")))
+                        }
                         _ => {}
                     }
                 }
@@ -1033,10 +817,7 @@ impl Builder {
             Rule::lambda => {
                 let mut it = p.into_inner();
                 let params_pair = it.next().expect("grammar: lambda has parameters");
-                let params = params_pair
-                    .into_inner()
-                    .map(|i| ident_text(i.as_str()))
-                    .collect();
+                let params = params_pair.into_inner().map(|i| ident_text(i.as_str())).collect();
                 let body_pair = it.next().expect("grammar: lambda has a body");
                 let body = if body_pair.as_rule() == Rule::lambda_block {
                     let block = body_pair.into_inner().next().expect("grammar: block");
@@ -1051,50 +832,22 @@ impl Builder {
                 let name_pair = it.next().expect("grammar: call has a name");
                 let name_span = span_of(&name_pair);
                 let name = name_pair.as_str().to_string();
-                let args = it
-                    .next()
-                    .expect("grammar: call has arguments")
-                    .into_inner()
-                    .map(|a| self.expr(a))
-                    .collect();
-                expr(
-                    ExprKind::Call {
-                        name,
-                        name_span,
-                        args,
-                    },
-                    span,
-                )
+                let args = it.next().expect("grammar: call has arguments").into_inner().map(|a| self.expr(a)).collect();
+                expr(ExprKind::Call { name, name_span, args }, span)
             }
             Rule::number => self.number(p.as_str(), span),
             Rule::string => {
                 let raw = p.into_inner().next().map(|x| x.as_str()).unwrap_or("");
-                expr(
-                    ExprKind::Constant(Constant::Str(unescape_string(raw))),
-                    span,
-                )
+                expr(ExprKind::Constant(Constant::Str(unescape_string(raw))), span)
             }
             Rule::null_lit => expr(ExprKind::Constant(Constant::Null), span),
             Rule::paren_expr => {
-                let inner = self.expr(
-                    p.into_inner()
-                        .next()
-                        .expect("grammar: parens hold an expression"),
-                );
+                let inner = self.expr(p.into_inner().next().expect("grammar: parens hold an expression"));
                 // Parentheses vanish from the tree, as in PostHog's parser; keep the outer span.
-                Expr {
-                    kind: inner.kind,
-                    span,
-                }
+                Expr { kind: inner.kind, span }
             }
-            Rule::tuple_lit => expr(
-                ExprKind::Tuple(p.into_inner().map(|x| self.expr(x)).collect()),
-                span,
-            ),
-            Rule::array_lit => expr(
-                ExprKind::Array(p.into_inner().map(|x| self.expr(x)).collect()),
-                span,
-            ),
+            Rule::tuple_lit => expr(ExprKind::Tuple(p.into_inner().map(|x| self.expr(x)).collect()), span),
+            Rule::array_lit => expr(ExprKind::Array(p.into_inner().map(|x| self.expr(x)).collect()), span),
             Rule::dict_lit => {
                 let items = p
                     .into_inner()
@@ -1108,8 +861,9 @@ impl Builder {
                 expr(ExprKind::Dict(items), span)
             }
             Rule::field => {
-                let text = p.as_str();
-                let chain: Vec<String> = p.into_inner().map(|x| ident_text(x.as_str())).collect();
+                let parts: Vec<Pair<Rule>> = p.into_inner().collect();
+                let text = parts.first().map(|x| x.as_str()).unwrap_or("");
+                let chain: Vec<String> = parts.iter().map(|x| ident_text(x.as_str())).collect();
                 if chain.len() == 1 {
                     if text.eq_ignore_ascii_case("true") {
                         return expr(ExprKind::Constant(Constant::Bool(true)), span);
@@ -1136,11 +890,7 @@ impl Builder {
         match text.parse::<i64>() {
             Ok(v) => v,
             Err(_) => {
-                self.diags.push(Diagnostic::new(
-                    Code::InvalidNumber,
-                    format!("index `{text}` is too large"),
-                    span,
-                ));
+                self.diags.push(Diagnostic::new(Code::InvalidNumber, format!("index `{text}` is too large"), span));
                 1
             }
         }
@@ -1151,21 +901,13 @@ impl Builder {
         let constant = if let Some(hex) = lower.strip_prefix("0x") {
             match i64::from_str_radix(hex, 16) {
                 Ok(v) => Constant::Int(v),
-                Err(_) => Constant::Float(
-                    u128::from_str_radix(hex, 16)
-                        .map(|v| v as f64)
-                        .unwrap_or(f64::INFINITY),
-                ),
+                Err(_) => Constant::Float(u128::from_str_radix(hex, 16).map(|v| v as f64).unwrap_or(f64::INFINITY)),
             }
         } else if lower.contains('.') || lower.contains('e') {
             match lower.parse::<f64>() {
                 Ok(v) => Constant::Float(v),
                 Err(_) => {
-                    self.diags.push(Diagnostic::new(
-                        Code::InvalidNumber,
-                        format!("invalid number `{text}`"),
-                        span,
-                    ));
+                    self.diags.push(Diagnostic::new(Code::InvalidNumber, format!("invalid number `{text}`"), span));
                     Constant::Float(0.0)
                 }
             }
@@ -1263,9 +1005,7 @@ fn ident_text(raw: &str) -> String {
             let q = first as char;
             let doubled = format!("{q}{q}");
             let escaped = format!("\\{q}");
-            let s = inner
-                .replace(&doubled, &q.to_string())
-                .replace(&escaped, &q.to_string());
+            let s = inner.replace(&doubled, &q.to_string()).replace(&escaped, &q.to_string());
             return common_escapes(&s);
         }
     }
@@ -1278,11 +1018,7 @@ pub fn unescape_string(raw: &str) -> String {
 }
 
 fn unescape_fstring_text(raw: &str) -> String {
-    common_escapes(
-        &raw.replace("\\{", "{")
-            .replace("''", "'")
-            .replace("\\'", "'"),
-    )
+    common_escapes(&raw.replace("\\{", "{").replace("''", "'").replace("\\'", "'"))
 }
 
 /// PostHog's escape handling: sequential replacements (so its quirks carry over byte for byte).
@@ -1315,13 +1051,7 @@ mod tests {
     #[test]
     fn negative_literal_is_a_constant() {
         assert_eq!(first_expr("-1"), ExprKind::Constant(Constant::Int(-1)));
-        assert!(matches!(
-            first_expr("-x"),
-            ExprKind::Arithmetic {
-                op: ArithOp::Sub,
-                ..
-            }
-        ));
+        assert!(matches!(first_expr("-x"), ExprKind::Arithmetic { op: ArithOp::Sub, .. }));
     }
 
     #[test]

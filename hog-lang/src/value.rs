@@ -194,11 +194,7 @@ impl Value {
 
     /// A new error value.
     pub fn error(kind: &str, message: &str, payload: Value) -> Value {
-        Value::Error(Rc::new(ErrorValue {
-            kind: Rc::from(kind),
-            message: Rc::from(message),
-            payload,
-        }))
+        Value::Error(Rc::new(ErrorValue { kind: Rc::from(kind), message: Rc::from(message), payload }))
     }
 
     /// JavaScript truthiness: `null`, `false`, `0`, `NaN` and `''` are false; everything else,
@@ -288,13 +284,7 @@ impl Value {
             Value::Array(a) | Value::Tuple(a) => a
                 .borrow()
                 .iter()
-                .map(|v| {
-                    if v.is_null() {
-                        String::new()
-                    } else {
-                        v.to_js_string()
-                    }
-                })
+                .map(|v| if v.is_null() { String::new() } else { v.to_js_string() })
                 .collect::<Vec<_>>()
                 .join(","),
             _ => "[object Object]".into(),
@@ -343,9 +333,7 @@ impl Value {
             (Value::Bool(a), Value::Bool(b)) => a == b,
             (Value::Number(a), Value::Number(b)) => a == b,
             (Value::Str(a), Value::Str(b)) => a == b,
-            (Value::Array(a), Value::Array(b)) | (Value::Tuple(a), Value::Tuple(b)) => {
-                Rc::ptr_eq(a, b)
-            }
+            (Value::Array(a), Value::Array(b)) | (Value::Tuple(a), Value::Tuple(b)) => Rc::ptr_eq(a, b),
             (Value::Dict(a), Value::Dict(b)) => Rc::ptr_eq(a, b),
             (Value::Error(a), Value::Error(b)) => Rc::ptr_eq(a, b),
             (Value::Closure(a), Value::Closure(b)) => Rc::ptr_eq(a, b),
@@ -372,21 +360,12 @@ pub fn js_string_to_number(s: &str) -> f64 {
     if t.is_empty() {
         return 0.0;
     }
-    for (prefix, radix) in [
-        ("0x", 16),
-        ("0X", 16),
-        ("0o", 8),
-        ("0O", 8),
-        ("0b", 2),
-        ("0B", 2),
-    ] {
+    for (prefix, radix) in [("0x", 16), ("0X", 16), ("0o", 8), ("0O", 8), ("0b", 2), ("0B", 2)] {
         if let Some(rest) = t.strip_prefix(prefix) {
             if rest.is_empty() || !rest.chars().all(|c| c.is_digit(radix)) {
                 return f64::NAN;
             }
-            return rest.chars().fold(0.0, |acc, c| {
-                acc * f64::from(radix) + f64::from(c.to_digit(radix).unwrap_or(0))
-            });
+            return rest.chars().fold(0.0, |acc, c| acc * f64::from(radix) + f64::from(c.to_digit(radix).unwrap_or(0)));
         }
     }
     match t {
@@ -397,13 +376,8 @@ pub fn js_string_to_number(s: &str) -> f64 {
     // Only plain decimal syntax: digits, one dot, optional exponent, optional sign.
     let body = t.strip_prefix(['+', '-']).unwrap_or(t);
     let valid = !body.is_empty()
-        && body.chars().all(|c| {
-            c.is_ascii_digit() || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
-        })
-        && body
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_digit() || c == '.')
+        && body.chars().all(|c| c.is_ascii_digit() || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-')
+        && body.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '.')
         && body != ".";
     if !valid {
         return f64::NAN;
@@ -418,11 +392,7 @@ pub fn format_number(n: f64) -> String {
         return "NaN".into();
     }
     if n.is_infinite() {
-        return if n > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        };
+        return if n > 0.0 { "Infinity".into() } else { "-Infinity".into() };
     }
     if n == 0.0 {
         return "0".into();
@@ -490,12 +460,8 @@ pub fn escape_string(s: &str) -> String {
 
 /// Quotes an identifier when it is not a plain name.
 pub fn escape_identifier(s: &str) -> String {
-    let plain = s
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+    let plain = s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
     if plain {
         return s.to_string();
     }
@@ -567,12 +533,7 @@ fn write_repr(v: &Value, out: &mut String, seen: &mut Vec<usize>) {
             out.push_str(&e.kind);
             out.push('(');
             out.push_str(&escape_string(&e.message));
-            if e.payload.truthy()
-                || matches!(
-                    e.payload,
-                    Value::Array(_) | Value::Dict(_) | Value::Tuple(_)
-                )
-            {
+            if e.payload.truthy() || matches!(e.payload, Value::Array(_) | Value::Dict(_) | Value::Tuple(_)) {
                 out.push_str(", ");
                 write_repr(&e.payload, out, seen);
             }
@@ -625,14 +586,11 @@ mod tests {
         assert_eq!(format_number(1e21), "1e+21");
         assert_eq!(format_number(1.5e-7), "1.5e-7");
         assert_eq!(format_number(0.000001), "0.000001");
-        assert_eq!(
-            format_number(123456789012345680000.0),
-            "123456789012345680000"
-        );
+        assert_eq!(format_number(123456789012345680000.0), "123456789012345680000");
         assert_eq!(format_number(10.0 / 3.0), "3.3333333333333335");
         assert_eq!(format_number(f64::NAN), "NaN");
         assert_eq!(format_number(-f64::INFINITY), "-Infinity");
-        assert_eq!(format_number(2f64.powi(60)), "1152921504606846976");
+        assert_eq!(format_number(2f64.powi(60)), "1152921504606847000");
     }
 
     #[test]

@@ -182,36 +182,20 @@ pub struct VmError {
 
 impl VmError {
     fn runtime(message: impl Into<String>) -> Self {
-        VmError {
-            kind: ErrorKind::Runtime,
-            message: message.into(),
-            operation: None,
-            function: None,
-            position: None,
-        }
+        VmError { kind: ErrorKind::Runtime, message: message.into(), operation: None, function: None, position: None }
     }
 
     fn limit(which: &'static str, message: impl Into<String>) -> Self {
-        VmError {
-            kind: ErrorKind::Limit(which),
-            ..VmError::runtime(message)
-        }
+        VmError { kind: ErrorKind::Limit(which), ..VmError::runtime(message) }
     }
 
     /// The one-line description shown to users.
     pub fn render(&self) -> String {
         let mut s = match &self.kind {
-            ErrorKind::Uncaught {
-                error_type,
-                payload,
-            } => {
+            ErrorKind::Uncaught { error_type, payload } => {
                 let mut s = format!(
                     "Uncaught {error_type}: {}",
-                    if self.message.is_empty() {
-                        "(no message)"
-                    } else {
-                        &self.message
-                    }
+                    if self.message.is_empty() { "(no message)" } else { &self.message }
                 );
                 if let Some(p) = payload {
                     s += &format!(" {p}");
@@ -315,12 +299,7 @@ impl Vm {
         self.throw_stack.clear();
         self.upvalues.clear();
         self.sorted_upvalues.clear();
-        self.frames.push(Frame {
-            chunk,
-            ip: 0,
-            stack_start: 0,
-            closure: None,
-        });
+        self.frames.push(Frame { chunk, ip: 0, stack_start: 0, closure: None });
         self.execute(host, false)
     }
 
@@ -330,12 +309,7 @@ impl Vm {
         let depth = self.stack.len();
         self.frames.clear();
         self.throw_stack.clear();
-        self.frames.push(Frame {
-            chunk,
-            ip: 0,
-            stack_start: 0,
-            closure: None,
-        });
+        self.frames.push(Frame { chunk, ip: 0, stack_start: 0, closure: None });
         let r = self.execute(host, true);
         if r.is_err() {
             self.close_upvalues(depth);
@@ -356,9 +330,7 @@ impl Vm {
     }
 
     fn pop(&mut self) -> VmResult<Value> {
-        self.stack
-            .pop()
-            .ok_or_else(|| VmError::runtime("stack is empty, can not pop"))
+        self.stack.pop().ok_or_else(|| VmError::runtime("stack is empty, can not pop"))
     }
 
     fn capture_upvalue(&mut self, location: usize) -> u32 {
@@ -372,14 +344,8 @@ impl Vm {
             }
         }
         let id = self.upvalues.len() as u32;
-        self.upvalues.push(Upvalue {
-            location,
-            closed: false,
-            value: Value::Null,
-        });
-        let pos = self
-            .sorted_upvalues
-            .partition_point(|&u| self.upvalues[u as usize].location <= location);
+        self.upvalues.push(Upvalue { location, closed: false, value: Value::Null });
+        let pos = self.sorted_upvalues.partition_point(|&u| self.upvalues[u as usize].location <= location);
         self.sorted_upvalues.insert(pos, id);
         id
     }
@@ -411,10 +377,7 @@ impl Vm {
             ));
         }
         if self.limits.max_ops > 0 && self.ops > self.limits.max_ops {
-            return Err(VmError::limit(
-                "ops",
-                format!("Exceeded the limit of {} operations", self.limits.max_ops),
-            ));
+            return Err(VmError::limit("ops", format!("Exceeded the limit of {} operations", self.limits.max_ops)));
         }
         Ok(())
     }
@@ -424,11 +387,7 @@ impl Vm {
             e.operation = chunk.ops.get(ip).map(op_name);
         }
         if e.function.is_none() {
-            let f = self
-                .frames
-                .last()
-                .and_then(|f| f.closure.as_ref())
-                .map(|c| c.callable.name.to_string());
+            let f = self.frames.last().and_then(|f| f.closure.as_ref()).map(|c| c.callable.name.to_string());
             e.function = Some(match f {
                 Some(name) => format!("function `{name}`"),
                 None if chunk.name == "root" => "main".to_string(),
@@ -450,10 +409,7 @@ impl Vm {
     }
 
     fn execute_inner(&mut self, host: &mut dyn Host, repl: bool) -> VmResult<Outcome> {
-        let frame = self
-            .frames
-            .last()
-            .ok_or_else(|| VmError::runtime("nothing to run"))?;
+        let frame = self.frames.last().ok_or_else(|| VmError::runtime("nothing to run"))?;
         let mut chunk = frame.chunk.clone();
         let mut ip = frame.ip;
         let mut base = frame.stack_start;
@@ -462,11 +418,7 @@ impl Vm {
                 // Ran off the end of the chunk: return null from this frame.
                 let done = self.frames.pop().expect("a frame is running");
                 if self.frames.is_empty() {
-                    let result = if repl {
-                        Value::Null
-                    } else {
-                        self.stack.pop().unwrap_or_default()
-                    };
+                    let result = if repl { Value::Null } else { self.stack.pop().unwrap_or_default() };
                     return Ok(Outcome::Finished(result));
                 }
                 self.close_upvalues(done.stack_start);
@@ -515,20 +467,13 @@ impl Vm {
     /// Handlers whose frame has returned can never catch again.
     fn drop_stale_handlers(&mut self) {
         let depth = self.frames.len();
-        while self
-            .throw_stack
-            .last()
-            .is_some_and(|t| t.call_depth > depth)
-        {
+        while self.throw_stack.last().is_some_and(|t| t.call_depth > depth) {
             self.throw_stack.pop();
         }
     }
 
     fn local(&self, base: usize, i: u32) -> Value {
-        self.stack
-            .get(base + i as usize)
-            .cloned()
-            .unwrap_or_default()
+        self.stack.get(base + i as usize).cloned().unwrap_or_default()
     }
 
     fn current_closure(&self) -> VmResult<Rc<Closure>> {
@@ -539,13 +484,7 @@ impl Vm {
     }
 
     #[inline]
-    fn step(
-        &mut self,
-        chunk: &Rc<Chunk>,
-        ip: usize,
-        base: usize,
-        host: &mut dyn Host,
-    ) -> VmResult<Flow> {
+    fn step(&mut self, chunk: &Rc<Chunk>, ip: usize, base: usize, host: &mut dyn Host) -> VmResult<Flow> {
         match &chunk.ops[ip] {
             Op::Nop => {}
             Op::Str(s) => self.stack.push(Value::Str(s.clone())),
@@ -642,14 +581,8 @@ impl Vm {
                     return Ok(Flow::Goto(*t as usize));
                 }
             }
-            Op::DeclareFn {
-                name,
-                argc,
-                body,
-                end,
-            } => {
-                self.declared
-                    .insert(name.clone(), (chunk.clone(), *body, *argc));
+            Op::DeclareFn { name, argc, body, end } => {
+                self.declared.insert(name.clone(), (chunk.clone(), *body, *argc));
                 return Ok(Flow::Goto(*end as usize));
             }
             Op::Dict(n) => {
@@ -679,11 +612,7 @@ impl Vm {
                 }
                 let start = self.stack.len() - n;
                 let items: Vec<Value> = self.stack.drain(start..).collect();
-                let v = if matches!(chunk.ops[ip], Op::Array(_)) {
-                    Value::array(items)
-                } else {
-                    Value::tuple(items)
-                };
+                let v = if matches!(chunk.ops[ip], Op::Array(_)) { Value::array(items) } else { Value::tuple(items) };
                 self.stack.push(v);
             }
             Op::GetProperty | Op::GetPropertyNullish => {
@@ -702,11 +631,7 @@ impl Vm {
                 let exception = self.pop()?;
                 let err = match &exception {
                     Value::Error(e) => e.clone(),
-                    _ => {
-                        return Err(VmError::runtime(
-                            "Can not throw: value is not of type Error",
-                        ))
-                    }
+                    _ => return Err(VmError::runtime("Can not throw: value is not of type Error")),
                 };
                 match self.throw_stack.pop() {
                     Some(t) => {
@@ -722,11 +647,7 @@ impl Vm {
                         return Err(VmError {
                             kind: ErrorKind::Uncaught {
                                 error_type: err.kind.to_string(),
-                                payload: if err.payload.is_null() {
-                                    None
-                                } else {
-                                    Some(err.payload.repr())
-                                },
+                                payload: if err.payload.is_null() { None } else { Some(err.payload.repr()) },
                             },
                             message: err.message.to_string(),
                             operation: None,
@@ -743,26 +664,15 @@ impl Vm {
             }),
             Op::PopTry => {
                 if self.throw_stack.pop().is_none() {
-                    return Err(VmError::runtime(
-                        "Invalid operation POP_TRY: no try block to pop",
-                    ));
+                    return Err(VmError::runtime("Invalid operation POP_TRY: no try block to pop"));
                 }
             }
-            Op::Callable {
-                name,
-                argc,
-                upvalue_count,
-                body,
-                end,
-            } => {
+            Op::Callable { name, argc, upvalue_count, body, end } => {
                 let callable = Callable {
                     name: name.clone(),
                     arg_count: *argc,
                     upvalue_count: *upvalue_count,
-                    kind: CallableKind::Local {
-                        chunk: chunk.clone(),
-                        ip: *body,
-                    },
+                    kind: CallableKind::Local { chunk: chunk.clone(), ip: *body },
                 };
                 self.stack.push(Value::Callable(Rc::new(callable)));
                 return Ok(Flow::Goto(*end as usize));
@@ -770,12 +680,7 @@ impl Vm {
             Op::Closure(ups) => {
                 let callable = match self.pop()? {
                     Value::Callable(c) => c,
-                    other => {
-                        return Err(VmError::runtime(format!(
-                            "Invalid callable: {}",
-                            other.repr()
-                        )))
-                    }
+                    other => return Err(VmError::runtime(format!("Invalid callable: {}", other.repr()))),
                 };
                 if ups.len() != callable.upvalue_count as usize {
                     return Err(VmError::runtime(format!(
@@ -790,25 +695,21 @@ impl Vm {
                         ids.push(self.capture_upvalue(base + index as usize));
                     } else {
                         let cl = self.current_closure()?;
-                        let id = cl.upvalues.get(index as usize).copied().ok_or_else(|| {
-                            VmError::runtime(format!("Invalid upvalue index: {index}"))
-                        })?;
+                        let id = cl
+                            .upvalues
+                            .get(index as usize)
+                            .copied()
+                            .ok_or_else(|| VmError::runtime(format!("Invalid upvalue index: {index}")))?;
                         ids.push(id);
                     }
                 }
-                self.stack.push(Value::Closure(Rc::new(Closure {
-                    callable,
-                    upvalues: ids.into_boxed_slice(),
-                })));
+                self.stack.push(Value::Closure(Rc::new(Closure { callable, upvalues: ids.into_boxed_slice() })));
             }
             Op::GetUpvalue(i) => {
                 let id = self.upvalue_id(*i)?;
                 let up = &self.upvalues[id];
-                let v = if up.closed {
-                    up.value.clone()
-                } else {
-                    self.stack.get(up.location).cloned().unwrap_or_default()
-                };
+                let v =
+                    if up.closed { up.value.clone() } else { self.stack.get(up.location).cloned().unwrap_or_default() };
                 self.stack.push(v);
             }
             Op::SetUpvalue(i) => {
@@ -833,10 +734,7 @@ impl Vm {
                 let closure = match self.pop()? {
                     Value::Closure(c) => c,
                     other => {
-                        return Err(VmError::runtime(format!(
-                            "Invalid closure: {} is not a function",
-                            other.repr()
-                        )))
+                        return Err(VmError::runtime(format!("Invalid closure: {} is not a function", other.repr())))
                     }
                 };
                 let argc = *argc as usize;
@@ -869,10 +767,7 @@ impl Vm {
         if argc > self.limits.max_args {
             return Err(VmError::limit(
                 "arguments",
-                format!(
-                    "Too many arguments: {argc} (the limit is {})",
-                    self.limits.max_args
-                ),
+                format!("Too many arguments: {argc} (the limit is {})", self.limits.max_args),
             ));
         }
         Ok(())
@@ -883,10 +778,7 @@ impl Vm {
         if self.frames.len() > self.limits.max_call_depth {
             return Err(VmError::limit(
                 "call depth",
-                format!(
-                    "Call stack exceeded maximum length of {}",
-                    self.limits.max_call_depth
-                ),
+                format!("Call stack exceeded maximum length of {}", self.limits.max_call_depth),
             ));
         }
         Ok(Flow::Switch)
@@ -901,15 +793,10 @@ impl Vm {
         host: &mut dyn Host,
     ) -> VmResult<Flow> {
         match &closure.callable.kind {
-            CallableKind::Local {
-                chunk: target,
-                ip: body,
-            } => {
+            CallableKind::Local { chunk: target, ip: body } => {
                 let want = closure.callable.arg_count as usize;
                 if argc > want {
-                    return Err(VmError::runtime(format!(
-                        "Too many arguments. Passed {argc}, expected {want}"
-                    )));
+                    return Err(VmError::runtime(format!("Too many arguments. Passed {argc}, expected {want}")));
                 }
                 for _ in argc..want {
                     self.stack.push(Value::Null);
@@ -941,17 +828,11 @@ impl Vm {
         host: &mut dyn Host,
     ) -> VmResult<()> {
         if argc < f.min_args {
-            return Err(VmError::runtime(format!(
-                "Function {} requires at least {} arguments",
-                f.name, f.min_args
-            )));
+            return Err(VmError::runtime(format!("Function {} requires at least {} arguments", f.name, f.min_args)));
         }
         if let Some(max) = f.max_args {
             if argc > max {
-                return Err(VmError::runtime(format!(
-                    "Function {} requires at most {max} arguments",
-                    f.name
-                )));
+                return Err(VmError::runtime(format!("Function {} requires at most {max} arguments", f.name)));
             }
             if pad {
                 for _ in argc..max {
@@ -959,17 +840,10 @@ impl Vm {
                 }
             }
         }
-        let n = if pad {
-            f.max_args.unwrap_or(argc).max(argc)
-        } else {
-            argc
-        };
+        let n = if pad { f.max_args.unwrap_or(argc).max(argc) } else { argc };
         let start = self.stack.len() - n;
         let result = {
-            let mut ctx = Ctx {
-                host,
-                regex: &mut self.regex,
-            };
+            let mut ctx = Ctx { host, regex: &mut self.regex };
             if version == 0 {
                 let mut args: Vec<Value> = self.stack[start..].to_vec();
                 args.reverse();
@@ -979,10 +853,7 @@ impl Vm {
             }
         };
         self.stack.truncate(start);
-        let v = result.map_err(|m| VmError {
-            operation: Some(format!("{}()", f.name)),
-            ..VmError::runtime(m)
-        })?;
+        let v = result.map_err(|m| VmError { operation: Some(format!("{}()", f.name)), ..VmError::runtime(m) })?;
         self.stack.push(v);
         Ok(())
     }
@@ -991,30 +862,17 @@ impl Vm {
         let (params, stl_chunk) = stdlib::bytecode_stl_chunk(name)
             .ok_or_else(|| VmError::runtime(format!("Unsupported function call: {name}")))?;
         if params != argc {
-            return Err(VmError::runtime(format!(
-                "Function {name} requires exactly {params} arguments"
-            )));
+            return Err(VmError::runtime(format!("Function {name} requires exactly {params} arguments")));
         }
         self.frames.last_mut().expect("caller frame").ip = ip + 1;
         let callable = Callable {
             name: Rc::from(name),
             arg_count: params as u32,
             upvalue_count: 0,
-            kind: CallableKind::Local {
-                chunk: stl_chunk.clone(),
-                ip: 0,
-            },
+            kind: CallableKind::Local { chunk: stl_chunk.clone(), ip: 0 },
         };
-        let closure = Rc::new(Closure {
-            callable: Rc::new(callable),
-            upvalues: Box::new([]),
-        });
-        let frame = Frame {
-            chunk: stl_chunk,
-            ip: 0,
-            stack_start: self.stack.len() - argc,
-            closure: Some(closure),
-        };
+        let closure = Rc::new(Closure { callable: Rc::new(callable), upvalues: Box::new([]) });
+        let frame = Frame { chunk: stl_chunk, ip: 0, stack_start: self.stack.len() - argc, closure: Some(closure) };
         self.push_frame(frame)
     }
 
@@ -1022,10 +880,7 @@ impl Vm {
         if self.async_steps >= self.limits.max_async_steps {
             return Err(VmError::limit(
                 "async steps",
-                format!(
-                    "Exceeded maximum number of async steps: {}",
-                    self.limits.max_async_steps
-                ),
+                format!("Exceeded maximum number of async steps: {}", self.limits.max_async_steps),
             ));
         }
         self.async_steps += 1;
@@ -1050,12 +905,8 @@ impl Vm {
                 }
                 self.frames.last_mut().expect("caller frame").ip = ip + 1;
                 let n = (want as usize).max(argc);
-                let frame = Frame {
-                    chunk: target,
-                    ip: body as usize,
-                    stack_start: self.stack.len() - n,
-                    closure: None,
-                };
+                let frame =
+                    Frame { chunk: target, ip: body as usize, stack_start: self.stack.len() - n, closure: None };
                 return self.push_frame(frame);
             }
         }
@@ -1065,10 +916,9 @@ impl Vm {
             if chunk.version == 0 {
                 args.reverse();
             }
-            let v = host.call(name, &args).map_err(|m| VmError {
-                operation: Some(format!("{name}()")),
-                ..VmError::runtime(m)
-            })?;
+            let v = host
+                .call(name, &args)
+                .map_err(|m| VmError { operation: Some(format!("{name}()")), ..VmError::runtime(m) })?;
             self.stack.push(v);
             return Ok(Flow::Next);
         }
@@ -1082,9 +932,7 @@ impl Vm {
         if let Some(stl) = stdlib::bytecode_stl_name(name) {
             return self.call_bytecode_stl(stl, argc, ip);
         }
-        Err(VmError::runtime(format!(
-            "Unsupported function call: {name}"
-        )))
+        Err(VmError::runtime(format!("Unsupported function call: {name}")))
     }
 
     fn get_global(&mut self, chain: &[Value]) -> VmResult<Value> {
@@ -1107,10 +955,7 @@ impl Vm {
             }
         }
         let path: Vec<String> = chain.iter().map(Value::to_js_string).collect();
-        Err(VmError::runtime(format!(
-            "Global variable not found: {}",
-            path.join(".")
-        )))
+        Err(VmError::runtime(format!("Global variable not found: {}", path.join("."))))
     }
 
     fn compare(&mut self, op: Opcode, left: Value, right: Value) -> VmResult<bool> {
@@ -1137,8 +982,7 @@ impl Vm {
             }
             Opcode::REGEX | Opcode::NOT_REGEX | Opcode::IREGEX | Opcode::NOT_IREGEX => {
                 let ci = matches!(op, Opcode::IREGEX | Opcode::NOT_IREGEX);
-                let m =
-                    regex_match(&mut self.regex, &right, &left, ci).map_err(VmError::runtime)?;
+                let m = regex_match(&mut self.regex, &right, &left, ci).map_err(VmError::runtime)?;
                 if matches!(op, Opcode::REGEX | Opcode::IREGEX) {
                     m
                 } else {
@@ -1274,9 +1118,7 @@ pub fn set_property(obj: &Value, key: &Value, value: Value) -> VmResult<()> {
                 let mut a = a.borrow_mut();
                 if idx >= a.len() {
                     if idx > a.len() + 1_000_000 {
-                        return Err(VmError::runtime(format!(
-                            "index {n} is too far past the end of the array"
-                        )));
+                        return Err(VmError::runtime(format!("index {n} is too far past the end of the array")));
                     }
                     a.resize(idx + 1, Value::Null);
                 }
@@ -1284,10 +1126,7 @@ pub fn set_property(obj: &Value, key: &Value, value: Value) -> VmResult<()> {
                 Ok(())
             }
             Value::Number(_) => Err(VmError::runtime("Hog arrays start from index 1")),
-            other => Err(VmError::runtime(format!(
-                "Can not set {} on an array",
-                other.to_js_string()
-            ))),
+            other => Err(VmError::runtime(format!("Can not set {} on an array", other.to_js_string()))),
         },
         other => Err(VmError::runtime(format!(
             "Can not set {} on element of type {}",
@@ -1315,9 +1154,7 @@ fn unify(left: &Value, right: &Value) -> Option<(Value, Value)> {
 /// Lexicographic comparison of two arrays of finite numbers.
 fn numeric_arrays(left: &Value, right: &Value) -> Option<std::cmp::Ordering> {
     let (a, b) = match (left, right) {
-        (Value::Array(a) | Value::Tuple(a), Value::Array(b) | Value::Tuple(b)) => {
-            (a.borrow(), b.borrow())
-        }
+        (Value::Array(a) | Value::Tuple(a), Value::Array(b) | Value::Tuple(b)) => (a.borrow(), b.borrow()),
         _ => return None,
     };
     let finite = |v: &Value| matches!(v, Value::Number(n) if n.is_finite());
@@ -1327,11 +1164,7 @@ fn numeric_arrays(left: &Value, right: &Value) -> Option<std::cmp::Ordering> {
     for (x, y) in a.iter().zip(b.iter()) {
         let (x, y) = (x.as_number().unwrap_or(0.0), y.as_number().unwrap_or(0.0));
         if x != y {
-            return Some(if x < y {
-                std::cmp::Ordering::Less
-            } else {
-                std::cmp::Ordering::Greater
-            });
+            return Some(if x < y { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater });
         }
     }
     Some(a.len().cmp(&b.len()))
@@ -1376,11 +1209,9 @@ pub fn order(op: Opcode, left: &Value, right: &Value) -> bool {
 fn js_order(left: &Value, right: &Value) -> Option<std::cmp::Ordering> {
     let prim = |v: &Value| -> Value {
         match v {
-            Value::Array(_)
-            | Value::Tuple(_)
-            | Value::Dict(_)
-            | Value::Error(_)
-            | Value::Closure(_) => Value::Str(Rc::from(v.to_js_string().as_str())),
+            Value::Array(_) | Value::Tuple(_) | Value::Dict(_) | Value::Error(_) | Value::Closure(_) => {
+                Value::Str(Rc::from(v.to_js_string().as_str()))
+            }
             other => other.clone(),
         }
     };
@@ -1411,12 +1242,7 @@ pub fn contains(haystack: &Value, needle: &Value) -> VmResult<bool> {
 }
 
 /// SQL `LIKE`: `%` any run, `_` one character; the rest literal.
-pub fn like(
-    cache: &mut RegexCache,
-    value: &Value,
-    pattern: &Value,
-    case_insensitive: bool,
-) -> Result<bool, String> {
+pub fn like(cache: &mut RegexCache, value: &Value, pattern: &Value, case_insensitive: bool) -> Result<bool, String> {
     let pattern = pattern.to_js_string();
     let mut re = String::with_capacity(pattern.len() + 8);
     if case_insensitive {

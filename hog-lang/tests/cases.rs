@@ -8,22 +8,13 @@ use std::path::Path;
 fn run_case(path: &Path) -> datatest_stable::Result<()> {
     let source = std::fs::read_to_string(path)?;
     let expected_path = path.with_extension("stdout");
-    let expected = std::fs::read_to_string(&expected_path).map_err(|e| {
-        format!(
-            "{}: {e} (generate it with scripts/oracle-expected.sh)",
-            expected_path.display()
-        )
-    })?;
-    let out = run_source(&source, &CompileOptions::default())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let expected = std::fs::read_to_string(&expected_path)
+        .map_err(|e| format!("{}: {e} (generate it with scripts/oracle-expected.sh)", expected_path.display()))?;
+    let out = run_source(&source, &CompileOptions::default()).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut actual = out.lines.join("\n");
     actual.push('\n');
     if actual != expected {
-        return Err(format!(
-            "{}: output differs\n--- expected\n{expected}--- actual\n{actual}",
-            path.display()
-        )
-        .into());
+        return Err(format!("{}: output differs\n--- expected\n{expected}--- actual\n{actual}", path.display()).into());
     }
     Ok(())
 }

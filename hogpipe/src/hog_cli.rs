@@ -47,11 +47,7 @@ impl Host for StdoutHost {
 
 pub fn run(cmd: HogCommand) -> ExitCode {
     match cmd {
-        HogCommand::Run {
-            file,
-            globals,
-            print_result,
-        } => run_file(&file, globals.as_deref(), print_result),
+        HogCommand::Run { file, globals, print_result } => run_file(&file, globals.as_deref(), print_result),
         HogCommand::Compile { file, output } => compile_file(&file, output.as_deref()),
         HogCommand::Repl => repl(),
         HogCommand::Functions => {
@@ -80,10 +76,7 @@ fn options_for(globals: &Value) -> CompileOptions {
             }
         }
     }
-    CompileOptions {
-        globals: Some(names),
-        functions: Vec::new(),
-    }
+    CompileOptions { globals: Some(names), functions: Vec::new() }
 }
 
 fn load_globals(path: Option<&Path>) -> Result<Value, ExitCode> {
@@ -92,12 +85,7 @@ fn load_globals(path: Option<&Path>) -> Result<Value, ExitCode> {
     };
     let text = read(path)?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        eprintln!(
-            "error: {}: invalid JSON at line {}, column {}: {e}",
-            path.display(),
-            e.line(),
-            e.column()
-        );
+        eprintln!("error: {}: invalid JSON at line {}, column {}: {e}", path.display(), e.line(), e.column());
         ExitCode::from(2)
     })?;
     if !json.is_object() {
@@ -169,9 +157,7 @@ fn run_file(path: &Path, globals: Option<&Path>, print_result: bool) -> ExitCode
                         Value::Null
                     }
                     other => {
-                        eprintln!(
-                            "error: {filename}: `{other}` is not available in `hogpipe hog run`"
-                        );
+                        eprintln!("error: {filename}: `{other}` is not available in `hogpipe hog run`");
                         return ExitCode::from(1);
                     }
                 };
@@ -254,13 +240,7 @@ fn repl() -> ExitCode {
                 continue;
             }
         };
-        let chunk = match bytecode::decode(
-            "root",
-            1,
-            &code.items,
-            Some(&code.spans),
-            Some(Rc::from(source.as_str())),
-        ) {
+        let chunk = match bytecode::decode("root", 1, &code.items, Some(&code.spans), Some(Rc::from(source.as_str()))) {
             Ok(c) => Rc::new(c),
             Err(e) => {
                 eprintln!("error: internal compiler error: {e}");

@@ -66,11 +66,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
 fn length(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
     Ok(match &arg(args, 0) {
         Value::Str(s) => {
-            let n = if s.is_ascii() {
-                s.len()
-            } else {
-                s.encode_utf16().count()
-            };
+            let n = if s.is_ascii() { s.len() } else { s.encode_utf16().count() };
             Value::Number(n as f64)
         }
         Value::Array(a) | Value::Tuple(a) => Value::Number(a.borrow().len() as f64),
@@ -80,11 +76,9 @@ fn length(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
 
 fn keys(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
     Ok(match &arg(args, 0) {
-        Value::Array(a) | Value::Tuple(a) => Value::array(
-            (0..a.borrow().len())
-                .map(|i| Value::Number(i as f64))
-                .collect(),
-        ),
+        Value::Array(a) | Value::Tuple(a) => {
+            Value::array((0..a.borrow().len()).map(|i| Value::Number(i as f64)).collect())
+        }
         Value::Dict(d) => Value::array(d.borrow().keys().map(|k| k.to_value()).collect()),
         _ => Value::array(Vec::new()),
     })

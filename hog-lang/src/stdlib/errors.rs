@@ -41,16 +41,8 @@ pub const FUNCTIONS: &[NativeFunction] = &[
 
 /// PostHog's `newHogError`: empty type becomes `Error`, empty message a default text.
 fn make(kind: &Value, message: &Value, payload: &Value) -> Value {
-    let kind = if kind.truthy() {
-        kind.to_js_string()
-    } else {
-        "Error".to_string()
-    };
-    let message = if message.truthy() {
-        message.to_js_string()
-    } else {
-        "An error occurred".to_string()
-    };
+    let kind = if kind.truthy() { kind.to_js_string() } else { "Error".to_string() };
+    let message = if message.truthy() { message.to_js_string() } else { "An error occurred".to_string() };
     Value::error(&kind, &message, payload.clone())
 }
 
@@ -59,19 +51,11 @@ fn error(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
 }
 
 fn retry_error(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
-    Ok(make(
-        &Value::from("RetryError"),
-        &arg(args, 0),
-        &arg(args, 1),
-    ))
+    Ok(make(&Value::from("RetryError"), &arg(args, 0), &arg(args, 1)))
 }
 
 fn not_implemented_error(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
-    Ok(make(
-        &Value::from("NotImplementedError"),
-        &arg(args, 0),
-        &arg(args, 1),
-    ))
+    Ok(make(&Value::from("NotImplementedError"), &arg(args, 0), &arg(args, 1)))
 }
 
 fn hog_error(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {

@@ -82,14 +82,8 @@ pub fn chunk(name: &str) -> Option<(usize, Rc<Chunk>)> {
         }
         let code = compile_function_body(f.params, f.source, &CompileOptions::any_globals())
             .unwrap_or_else(|d| panic!("built-in {} does not compile: {d}", f.name));
-        let chunk = decode(
-            &format!("stl/{}", f.name),
-            1,
-            &code.items,
-            Some(&code.spans),
-            Some(Rc::from(f.source)),
-        )
-        .unwrap_or_else(|e| panic!("built-in {} does not decode: {e}", f.name));
+        let chunk = decode(&format!("stl/{}", f.name), 1, &code.items, Some(&code.spans), Some(Rc::from(f.source)))
+            .unwrap_or_else(|e| panic!("built-in {} does not decode: {e}", f.name));
         let entry = (f.params.len(), Rc::new(chunk));
         c.borrow_mut().insert(f.name, entry.clone());
         Some(entry)

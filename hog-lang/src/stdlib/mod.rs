@@ -52,40 +52,19 @@ impl std::fmt::Debug for NativeFunction {
 }
 
 /// Every native function family, in one explicit list.
-const FAMILIES: &[&[NativeFunction]] = &[
-    print::FUNCTIONS,
-    types::FUNCTIONS,
-    errors::FUNCTIONS,
-    collections::FUNCTIONS,
-    strings::FUNCTIONS,
-];
+const FAMILIES: &[&[NativeFunction]] =
+    &[print::FUNCTIONS, types::FUNCTIONS, errors::FUNCTIONS, collections::FUNCTIONS, strings::FUNCTIONS];
 
 /// Async functions performed by the host: name, min and max arguments, signature.
 pub const ASYNC_FUNCTIONS: &[(&str, usize, usize, &str)] = &[
-    (
-        "fetch",
-        1,
-        2,
-        "fetch(url: string, options?: {method, headers, body}) -> {status, body}",
-    ),
+    ("fetch", 1, 2, "fetch(url: string, options?: {method, headers, body}) -> {status, body}"),
     ("sleep", 1, 1, "sleep(seconds: number) -> null"),
-    (
-        "postHogCapture",
-        1,
-        1,
-        "postHogCapture(event: {event, distinct_id, properties}) -> null",
-    ),
+    ("postHogCapture", 1, 1, "postHogCapture(event: {event, distinct_id, properties}) -> null"),
 ];
 
 fn registry() -> &'static HashMap<&'static str, &'static NativeFunction> {
     static REG: OnceLock<HashMap<&'static str, &'static NativeFunction>> = OnceLock::new();
-    REG.get_or_init(|| {
-        FAMILIES
-            .iter()
-            .flat_map(|f| f.iter())
-            .map(|f| (f.name, f))
-            .collect()
-    })
+    REG.get_or_init(|| FAMILIES.iter().flat_map(|f| f.iter()).map(|f| (f.name, f)).collect())
 }
 
 /// The native function of this name.
@@ -127,27 +106,18 @@ pub fn arity(name: &str) -> Option<(usize, Option<usize>)> {
     if let Some(f) = hog_written::FUNCTIONS.iter().find(|f| f.name == name) {
         return Some((f.params.len(), Some(f.params.len())));
     }
-    ASYNC_FUNCTIONS
-        .iter()
-        .find(|f| f.0 == name)
-        .map(|f| (f.1, Some(f.2)))
+    ASYNC_FUNCTIONS.iter().find(|f| f.0 == name).map(|f| (f.1, Some(f.2)))
 }
 
 /// Name, signature and description of every function, for listings.
 pub fn describe_all() -> Vec<(&'static str, String, &'static str)> {
-    let mut out: Vec<(&'static str, String, &'static str)> = natives()
-        .into_iter()
-        .map(|f| (f.name, f.signature.to_string(), f.description))
-        .collect();
+    let mut out: Vec<(&'static str, String, &'static str)> =
+        natives().into_iter().map(|f| (f.name, f.signature.to_string(), f.description)).collect();
     for f in hog_written::FUNCTIONS {
         out.push((f.name, f.signature.to_string(), f.description));
     }
     for (name, _, _, sig) in ASYNC_FUNCTIONS {
-        out.push((
-            name,
-            sig.to_string(),
-            "async: suspends the VM while the host performs it",
-        ));
+        out.push((name, sig.to_string(), "async: suspends the VM while the host performs it"));
     }
     out.sort_by_key(|f| f.0);
     out
@@ -155,10 +125,7 @@ pub fn describe_all() -> Vec<(&'static str, String, &'static str)> {
 
 /// The static name of a Hog-written function.
 pub fn bytecode_stl_name(name: &str) -> Option<&'static str> {
-    hog_written::FUNCTIONS
-        .iter()
-        .find(|f| f.name == name)
-        .map(|f| f.name)
+    hog_written::FUNCTIONS.iter().find(|f| f.name == name).map(|f| f.name)
 }
 
 /// The parameter count and compiled chunk of a Hog-written function (compiled once per thread).
@@ -171,28 +138,14 @@ pub fn function_value(name: &str) -> Option<Value> {
     let (kind, argc) = if let Some(f) = lookup(name) {
         (CallableKind::Native(f), f.max_args.unwrap_or(0))
     } else if let Some(n) = bytecode_stl_name(name) {
-        (
-            CallableKind::BytecodeStl(n),
-            arity(name).map(|a| a.0).unwrap_or(0),
-        )
+        (CallableKind::BytecodeStl(n), arity(name).map(|a| a.0).unwrap_or(0))
     } else if is_async(name) {
-        (
-            CallableKind::Async(Rc::from(name)),
-            arity(name).and_then(|a| a.1).unwrap_or(0),
-        )
+        (CallableKind::Async(Rc::from(name)), arity(name).and_then(|a| a.1).unwrap_or(0))
     } else {
         return None;
     };
-    let callable = Callable {
-        name: Rc::from(name),
-        arg_count: argc as u32,
-        upvalue_count: 0,
-        kind,
-    };
-    Some(Value::Closure(Rc::new(Closure {
-        callable: Rc::new(callable),
-        upvalues: Box::new([]),
-    })))
+    let callable = Callable { name: Rc::from(name), arg_count: argc as u32, upvalue_count: 0, kind };
+    Some(Value::Closure(Rc::new(Closure { callable: Rc::new(callable), upvalues: Box::new([]) })))
 }
 
 /// Argument `i`, or null when it was not passed.

@@ -8,8 +8,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
     NativeFunction {
         name: "print",
         signature: "print(...values) -> null",
-        description:
-            "Prints the values separated by spaces; strings print raw, other values as Hog literals",
+        description: "Prints the values separated by spaces; strings print raw, other values as Hog literals",
         min_args: 0,
         max_args: None,
         func: print,
@@ -17,8 +16,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
     NativeFunction {
         name: "toString",
         signature: "toString(value) -> string",
-        description:
-            "The value as a string: strings unchanged, dates as ISO text, others as Hog literals",
+        description: "The value as a string: strings unchanged, dates as ISO text, others as Hog literals",
         min_args: 1,
         max_args: Some(1),
         func: to_string,
@@ -26,11 +24,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
 ];
 
 fn print(ctx: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
-    let line = args
-        .iter()
-        .map(Value::to_print_string)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let line = args.iter().map(Value::to_print_string).collect::<Vec<_>>().join(" ");
     ctx.host.print(&line);
     Ok(Value::Null)
 }

@@ -47,21 +47,14 @@ fn string_arg<'a>(name: &str, v: &'a Value) -> Result<Option<&'a str>, String> {
     match v {
         Value::Null => Ok(None),
         Value::Str(s) => Ok(Some(s)),
-        other => Err(format!(
-            "{name} expects a string, got {}",
-            other.type_name()
-        )),
+        other => Err(format!("{name} expects a string, got {}", other.type_name())),
     }
 }
 
 fn lower(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
-    Ok(string_arg("lower", &arg(args, 0))?
-        .map(|s| Value::from(s.to_lowercase()))
-        .unwrap_or_default())
+    Ok(string_arg("lower", &arg(args, 0))?.map(|s| Value::from(s.to_lowercase())).unwrap_or_default())
 }
 
 fn upper(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
-    Ok(string_arg("upper", &arg(args, 0))?
-        .map(|s| Value::from(s.to_uppercase()))
-        .unwrap_or_default())
+    Ok(string_arg("upper", &arg(args, 0))?.map(|s| Value::from(s.to_uppercase())).unwrap_or_default())
 }

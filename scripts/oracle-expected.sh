@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Regenerates hog-lang/tests/cases/*.stdout from PostHog's reference VM (@posthog/hogvm):
+# each case is compiled by hogpipe, run by PostHog's VM, and what it prints becomes the expected
+# output. Cases the reference VM fails on are reported and left without a .stdout.
+# Usage: scripts/oracle-expected.sh [CASE.hog ...]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+scripts/install-oracle.sh >/dev/null
+cargo build -q -p hogpipe
+bin="${CARGO_TARGET_DIR:-$root/target}/debug/hogpipe"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cases=("$@")
+[ ${#cases[@]} -eq 0 ] && cases=(hog-lang/tests/cases/*.hog)
+for c in "${cases[@]}"; do
+  "$bin" hog compile "$c" -o "$tmp/$(basename "${c%.hog}").hoge"
+done
+node hog-lang/tests/oracle/run.js "$tmp"/*.hoge > "$tmp/results.json"
+python3 - "$tmp/results.json" hog-lang/tests/cases <<'PY'
+import json, os, sys
+results = json.load(open(sys.argv[1]))
+for path, r in sorted(results.items()):
+    name = os.path.basename(path)[:-5]
+    if r["error"]:
+        print(f"ORACLE ERROR {name}: {r['error']}")
+        continue
+    with open(os.path.join(sys.argv[2], name + ".stdout"), "w") as f:
+        f.write(r["stdout"])
+PY
