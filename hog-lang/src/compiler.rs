@@ -959,7 +959,7 @@ impl Compiler {
                 if args.len() <= 3 {
                     return self.call("if", name_span, args, span);
                 }
-                let mut prev: Option<Code> = if args.len() % 2 == 0 {
+                let mut prev: Option<Code> = if args.len().is_multiple_of(2) {
                     let mut n = Code::default();
                     n.op(Opcode::NULL, span);
                     Some(n)

@@ -41,7 +41,7 @@ pub enum RunError {
     Decode(#[from] DecodeError),
     /// It failed while running.
     #[error("{0}")]
-    Runtime(#[from] VmError),
+    Runtime(#[from] Box<VmError>),
     /// It called an async function and no host performed it.
     #[error("async function `{0}` needs a host to perform it")]
     Suspended(String),

@@ -333,7 +333,7 @@ fn pest_error(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
         .map(|(i, c)| i + c.len_utf8())
         .unwrap_or(0);
     let prev_word = &before[prev_word_start..];
-    if prev_word.eq_ignore_ascii_case("let") && (wants_ident || expected.is_empty() || found_desc != "") {
+    if prev_word.eq_ignore_ascii_case("let") && (wants_ident || expected.is_empty() || !found_desc.is_empty()) {
         let mut d = Diagnostic::new(Code::LetWithoutName, "expected a variable name after `let`", span)
             .with_label(format!("found {found_desc}"));
         if !found.is_empty() && is_reserved(found) {
@@ -864,6 +864,11 @@ impl Builder {
                 let parts: Vec<Pair<Rule>> = p.into_inner().collect();
                 let text = parts.first().map(|x| x.as_str()).unwrap_or("");
                 let chain: Vec<String> = parts.iter().map(|x| ident_text(x.as_str())).collect();
+                // pest's span of a repetition includes trailing whitespace; use the tokens'.
+                let span = match (parts.first(), parts.last()) {
+                    (Some(a), Some(b)) => Span::new(a.as_span().start(), b.as_span().end()),
+                    _ => span,
+                };
                 if chain.len() == 1 {
                     if text.eq_ignore_ascii_case("true") {
                         return expr(ExprKind::Constant(Constant::Bool(true)), span);

@@ -181,12 +181,20 @@ pub struct VmError {
 }
 
 impl VmError {
-    fn runtime(message: impl Into<String>) -> Self {
-        VmError { kind: ErrorKind::Runtime, message: message.into(), operation: None, function: None, position: None }
+    fn runtime(message: impl Into<String>) -> Box<Self> {
+        Box::new(VmError {
+            kind: ErrorKind::Runtime,
+            message: message.into(),
+            operation: None,
+            function: None,
+            position: None,
+        })
     }
 
-    fn limit(which: &'static str, message: impl Into<String>) -> Self {
-        VmError { kind: ErrorKind::Limit(which), ..VmError::runtime(message) }
+    fn limit(which: &'static str, message: impl Into<String>) -> Box<Self> {
+        let mut e = VmError::runtime(message);
+        e.kind = ErrorKind::Limit(which);
+        e
     }
 
     /// The one-line description shown to users.
@@ -221,7 +229,7 @@ impl VmError {
     }
 }
 
-type VmResult<T> = Result<T, VmError>;
+type VmResult<T> = Result<T, Box<VmError>>;
 
 /// Cache of compiled regexes, keyed by pattern.
 #[derive(Debug, Default)]
@@ -382,7 +390,7 @@ impl Vm {
         Ok(())
     }
 
-    fn annotate(&self, mut e: VmError, chunk: &Chunk, ip: usize) -> VmError {
+    fn annotate(&self, mut e: Box<VmError>, chunk: &Chunk, ip: usize) -> Box<VmError> {
         if e.operation.is_none() {
             e.operation = chunk.ops.get(ip).map(op_name);
         }
@@ -644,7 +652,7 @@ impl Vm {
                         return Ok(Flow::Switch);
                     }
                     None => {
-                        return Err(VmError {
+                        return Err(Box::new(VmError {
                             kind: ErrorKind::Uncaught {
                                 error_type: err.kind.to_string(),
                                 payload: if err.payload.is_null() { None } else { Some(err.payload.repr()) },
@@ -653,7 +661,7 @@ impl Vm {
                             operation: None,
                             function: None,
                             position: None,
-                        })
+                        }))
                     }
                 }
             }
@@ -853,7 +861,11 @@ impl Vm {
             }
         };
         self.stack.truncate(start);
-        let v = result.map_err(|m| VmError { operation: Some(format!("{}()", f.name)), ..VmError::runtime(m) })?;
+        let v = result.map_err(|m| {
+            let mut e = VmError::runtime(m);
+            e.operation = Some(format!("{}()", f.name));
+            e
+        })?;
         self.stack.push(v);
         Ok(())
     }
@@ -916,9 +928,11 @@ impl Vm {
             if chunk.version == 0 {
                 args.reverse();
             }
-            let v = host
-                .call(name, &args)
-                .map_err(|m| VmError { operation: Some(format!("{name}()")), ..VmError::runtime(m) })?;
+            let v = host.call(name, &args).map_err(|m| {
+                let mut e = VmError::runtime(m);
+                e.operation = Some(format!("{name}()"));
+                e
+            })?;
             self.stack.push(v);
             return Ok(Flow::Next);
         }

@@ -1,0 +1,130 @@
+//! Runtime errors and limits: each stops only the invocation, with a message that says what,
+//! in which function and where.
+
+use hog_lang::vm::{ErrorKind, Limits};
+use hog_lang::{compile_chunk, run_source, CollectingHost, CompileOptions, RunError, Value, Vm};
+use std::time::Duration;
+
+fn run_err(source: &str, limits: Limits) -> Box<hog_lang::VmError> {
+    let chunk = compile_chunk(source, &CompileOptions::default()).expect("compiles");
+    let mut vm = Vm::new(Value::Null);
+    vm.limits = limits;
+    let mut host = CollectingHost::default();
+    vm.run(chunk, &mut host).expect_err("fails at run time")
+}
+
+#[test]
+fn uncaught_error_names_type_function_and_position() {
+    let e = run_err("fun check(x) {\n  throw Error('bad value', {'x': x})\n}\ncheck(1)\n", Limits::default());
+    assert!(matches!(&e.kind, ErrorKind::Uncaught { error_type, .. } if error_type == "Error"));
+    let text = e.to_string();
+    assert!(text.contains("Uncaught Error: bad value"), "{text}");
+    assert!(text.contains("function `check`"), "{text}");
+    assert!(text.contains("at 2:3"), "{text}");
+}
+
+#[test]
+fn zero_index_at_run_time_names_the_operation() {
+    let e = run_err("let a := [1, 2]\nlet i := 0\nprint(a[i])\n", Limits::default());
+    let text = e.to_string();
+    assert!(text.contains("GET_PROPERTY"), "{text}");
+    assert!(text.contains("start from index 1"), "{text}");
+    assert!(text.contains("main at 3:7"), "{text}");
+}
+
+#[test]
+fn infinite_loop_times_out() {
+    let limits = Limits { timeout: Duration::from_millis(100), ..Limits::default() };
+    let e = run_err("let i := 0\nwhile (true) { i := i + 1 }\n", limits);
+    assert_eq!(e.kind, ErrorKind::Limit("timeout"));
+    assert!(e.to_string().contains("timed out"), "{e}");
+}
+
+#[test]
+fn operation_budget_is_enforced() {
+    let limits = Limits { max_ops: 10_000, ..Limits::default() };
+    let e = run_err("while (true) {}\n", limits);
+    assert_eq!(e.kind, ErrorKind::Limit("ops"));
+}
+
+#[test]
+fn deep_recursion_hits_the_call_depth_limit() {
+    let e = run_err("fun f(n) { return f(n + 1) }\nf(0)\n", Limits::default());
+    assert_eq!(e.kind, ErrorKind::Limit("call depth"));
+    assert!(e.to_string().contains("1000"), "{e}");
+}
+
+#[test]
+fn recursion_below_the_limit_works() {
+    let out = run_source(
+        "fun f(n) { if (n = 0) { return 0 } return 1 + f(n - 1) }\nprint(f(900))\n",
+        &CompileOptions::default(),
+    )
+    .expect("runs");
+    assert_eq!(out.lines, vec!["900"]);
+}
+
+#[test]
+fn too_many_arguments_to_a_closure() {
+    let e = run_err("let f := (a) -> a\nlet g := f\ng(1, 2)\n", Limits::default());
+    assert!(e.to_string().contains("Too many arguments"), "{e}");
+}
+
+#[test]
+fn throwing_a_non_error_is_rejected() {
+    let e = run_err("throw 'oops'\n", Limits::default());
+    assert!(e.to_string().contains("not of type Error"), "{e}");
+}
+
+#[test]
+fn calling_a_non_function() {
+    let e = run_err("let x := 5\nlet y := x\ny := 7\nlet z := [y]\nz[1](1)\n", Limits::default());
+    assert!(e.to_string().contains("is not a function"), "{e}");
+}
+
+#[test]
+fn async_call_suspends_and_resumes() {
+    let chunk = compile_chunk("let r := fetch('https://example.com')\nprint(r.status)\n", &CompileOptions::default())
+        .expect("compiles");
+    let mut vm = Vm::new(Value::Null);
+    let mut host = CollectingHost::default();
+    match vm.run(chunk, &mut host).expect("runs") {
+        hog_lang::Outcome::Suspended { name, args } => {
+            assert_eq!(&*name, "fetch");
+            assert_eq!(args[0].as_str(), Some("https://example.com"));
+        }
+        other => panic!("expected a suspension, got {other:?}"),
+    }
+    let response = Value::dict_from([("status", Value::from(200i64))]);
+    vm.resume(response, &mut host).expect("resumes");
+    assert_eq!(host.lines, vec!["200"]);
+}
+
+#[test]
+fn run_source_reports_suspension_without_a_host() {
+    let r = run_source("sleep(1)\n", &CompileOptions::default());
+    assert!(matches!(r, Err(RunError::Suspended(name)) if name == "sleep"));
+}
+
+#[test]
+fn version_zero_bytecode_reverses_call_arguments() {
+    // ["_h", push 'b', push 'a', CALL_GLOBAL concat 2, RETURN]: version 0 pops arguments in order.
+    let chunk =
+        hog_lang::bytecode::decode_json_text(r#"["_h", 32, "b", 32, "a", 2, "concat", 2, 38]"#).expect("decodes");
+    let out = hog_lang::run_chunk(std::rc::Rc::new(chunk), Value::Null).expect("runs");
+    assert_eq!(out.result.as_str(), Some("ab"));
+}
+
+#[test]
+fn posthog_style_globals_are_read() {
+    let globals = hog_lang::value::from_json(&serde_json::json!({
+        "event": {"event": "$pageview", "properties": {"$browser": "Chrome"}}
+    }));
+    let chunk = compile_chunk(
+        "print(event.properties.$browser, event.properties.missing, event?.nope?.deeper)",
+        &CompileOptions::default(),
+    )
+    .expect("compiles");
+    let out = hog_lang::run_chunk(chunk, globals).expect("runs");
+    assert_eq!(out.lines, vec!["Chrome null null"]);
+}

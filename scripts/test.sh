@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what the tests need (Node and PostHog's
+# reference VM for the oracle tests), then formatting, lints and every test.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+# shellcheck source=env.sh
+. scripts/env.sh
+ensure_rust
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing the PostHog VM oracle"
+scripts/install-oracle.sh
+export HOGPIPE_REQUIRE_ORACLE=1
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -q -- -D warnings
+
+step "cargo test"
+cargo test --workspace 2>&1 | tee "$HOGPIPE_CACHE/last-test.log"
+status=${PIPESTATUS[0]}
+passed=$(awk '/^test result/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) p += $i } END { print p + 0 }' "$HOGPIPE_CACHE/last-test.log")
+failed=$(awk '/^test result/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) f += $i } END { print f + 0 }' "$HOGPIPE_CACHE/last-test.log")
+echo
+echo "${passed:-0} passed, ${failed:-0} failed"
+exit "$status"
