@@ -573,6 +573,24 @@ fn write_items(items: &[Value], out: &mut String, seen: &mut Vec<usize>) {
     }
 }
 
+/// Converts JSON into a Hog value (objects become dicts, keeping key order).
+pub fn from_json(json: &serde_json::Value) -> Value {
+    match json {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
+        serde_json::Value::String(s) => Value::from(s.as_str()),
+        serde_json::Value::Array(a) => Value::array(a.iter().map(from_json).collect()),
+        serde_json::Value::Object(o) => {
+            let mut d = Dict::default();
+            for (k, v) in o {
+                d.insert(Key::str(k), from_json(v));
+            }
+            Value::dict(d)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,23 +625,5 @@ mod tests {
     #[test]
     fn value_is_small() {
         assert!(std::mem::size_of::<Value>() <= 24);
-    }
-}
-
-/// Converts JSON into a Hog value (objects become dicts, keeping key order).
-pub fn from_json(json: &serde_json::Value) -> Value {
-    match json {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(*b),
-        serde_json::Value::Number(n) => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
-        serde_json::Value::String(s) => Value::from(s.as_str()),
-        serde_json::Value::Array(a) => Value::array(a.iter().map(from_json).collect()),
-        serde_json::Value::Object(o) => {
-            let mut d = Dict::default();
-            for (k, v) in o {
-                d.insert(Key::str(k), from_json(v));
-            }
-            Value::dict(d)
-        }
     }
 }
