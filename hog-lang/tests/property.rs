@@ -48,11 +48,16 @@ fn expr() -> impl Strategy<Value = E> {
             (inner.clone(), inner.clone()).prop_map(|(a, b)| E::Or(Box::new(a), Box::new(b))),
             inner.clone().prop_map(|a| E::Not(Box::new(a))),
             inner.clone().prop_map(|a| E::Neg(Box::new(a))),
-            (inner.clone(), inner.clone(), inner.clone()).prop_map(|(c, a, b)| E::If(Box::new(c), Box::new(a), Box::new(b))),
+            (inner.clone(), inner.clone(), inner.clone()).prop_map(|(c, a, b)| E::If(
+                Box::new(c),
+                Box::new(a),
+                Box::new(b)
+            )),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| E::Nullish(Box::new(a), Box::new(b))),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| E::Concat(Box::new(a), Box::new(b))),
             prop::collection::vec(inner.clone(), 0..4).prop_map(E::Array),
-            (prop::collection::vec(inner, 1..4), prop::sample::select(vec![1i64, 2, -1, 5])).prop_map(|(items, i)| E::Index(Box::new(E::Array(items)), i)),
+            (prop::collection::vec(inner, 1..4), prop::sample::select(vec![1i64, 2, -1, 5]))
+                .prop_map(|(items, i)| E::Index(Box::new(E::Array(items)), i)),
         ]
     })
 }
