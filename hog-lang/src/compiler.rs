@@ -117,17 +117,40 @@ pub struct Compiler {
     repl: bool,
 }
 
+/// Stack reserved for parsing and compiling: both recurse once per nesting level, and callers may
+/// be on small-stack threads (test harness, async runtimes). Only touched pages are committed.
+const COMPILE_STACK: usize = 256 << 20;
+
+/// Runs `f` on a thread with a large stack (inline when no thread can be started).
+pub(crate) fn with_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("hog-compile".into())
+            .stack_size(COMPILE_STACK)
+            .spawn_scoped(scope, f)
+            .expect("the OS refused a thread for the compiler")
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
 /// Compiles a whole program to bytecode.
 pub fn compile(source: &str, options: &CompileOptions) -> Result<Code, Diagnostics> {
-    let program = parse_program(source)?;
-    let mut c = Compiler::new(options.clone());
-    let code = c.program(&program);
-    c.finish(code)
+    with_big_stack(|| {
+        let program = parse_program(source)?;
+        let mut c = Compiler::new(options.clone());
+        let code = c.program(&program);
+        c.finish(code)
+    })
 }
 
 /// Compiles the body of a function with the given parameters (no header), as PostHog stores the
 /// functions of its bytecode standard library.
 pub fn compile_function_body(params: &[&str], source: &str, options: &CompileOptions) -> Result<Code, Diagnostics> {
+    with_big_stack(|| compile_function_body_inner(params, source, options))
+}
+
+fn compile_function_body_inner(params: &[&str], source: &str, options: &CompileOptions) -> Result<Code, Diagnostics> {
     let program = parse_program(source)?;
     let mut c = Compiler::new(options.clone());
     for p in params {
@@ -172,6 +195,10 @@ impl Compiler {
     /// Compiles one REPL entry. When the last statement is an expression, its value is left on the
     /// stack and the second result is true.
     pub fn compile_repl(&mut self, source: &str) -> Result<(Code, bool), Diagnostics> {
+        with_big_stack(|| self.compile_repl_inner(source))
+    }
+
+    fn compile_repl_inner(&mut self, source: &str) -> Result<(Code, bool), Diagnostics> {
         let program = parse_program(source)?;
         self.diags.clear();
         let before = self.top_level_count();

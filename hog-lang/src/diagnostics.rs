@@ -42,6 +42,8 @@ pub enum Code {
     UnterminatedComment,
     /// E0016: a number literal that does not fit.
     InvalidNumber,
+    /// E0017: the program is nested too deeply or is too large to compile.
+    TooComplex,
 }
 
 impl Code {
@@ -64,6 +66,7 @@ impl Code {
             Code::CohortNotSupported => "E0014",
             Code::UnterminatedComment => "E0015",
             Code::InvalidNumber => "E0016",
+            Code::TooComplex => "E0017",
         }
     }
 }

@@ -45,6 +45,13 @@ pub fn parse_expression(source: &str) -> Result<Expr, Diagnostics> {
 // ---------------------------------------------------------------------------------------------
 // Pre-scan
 
+/// Largest source accepted, in bytes.
+pub const MAX_SOURCE_BYTES: usize = 1 << 20;
+/// Deepest bracket nesting accepted.
+pub const MAX_NESTING: usize = 128;
+/// Longest run of prefix operators (`-`, `not`) accepted.
+const MAX_PREFIX_RUN: usize = 128;
+
 #[derive(Clone, Copy, PartialEq)]
 enum Ctx {
     /// Code, with the opening bracket that started it (None at top level).
@@ -54,6 +61,14 @@ enum Ctx {
 }
 
 fn prescan(src: &str) -> Result<(), Diagnostic> {
+    if src.len() > MAX_SOURCE_BYTES {
+        return Err(Diagnostic::new(
+            Code::TooComplex,
+            format!("the program is {} bytes; the limit is {MAX_SOURCE_BYTES}", src.len()),
+            Span::new(0, 0),
+        ));
+    }
+    check_prefix_runs(src)?;
     let bytes = src.as_bytes();
     // Stack of (opening char, byte offset, context that the opener started).
     let mut stack: Vec<(u8, usize)> = Vec::new();
@@ -123,6 +138,14 @@ fn prescan(src: &str) -> Result<(), Diagnostic> {
             },
             b'(' | b'[' | b'{' => {
                 stack.push((c, i));
+                if stack.len() > MAX_NESTING {
+                    return Err(Diagnostic::new(
+                        Code::TooComplex,
+                        format!("brackets are nested more than {MAX_NESTING} deep"),
+                        Span::new(i, i + 1),
+                    )
+                    .with_help("split the expression into variables or functions"));
+                }
                 ctx_stack.push(Ctx::Code);
                 i += 1;
             }
@@ -167,6 +190,34 @@ fn prescan(src: &str) -> Result<(), Diagnostic> {
         )
         .with_label(format!("this `{}` is never closed", open as char))
         .with_help(format!("add a `{}`", closer(open) as char)));
+    }
+    Ok(())
+}
+
+/// Rejects long runs of prefix operators, which would nest the parser too deeply.
+fn check_prefix_runs(src: &str) -> Result<(), Diagnostic> {
+    let mut run = 0usize;
+    let mut start = 0;
+    for tok in src.split(|c: char| c.is_whitespace() || c == '(') {
+        let t = tok.trim_start_matches('-');
+        let dashes = tok.len() - t.len();
+        if tok.is_empty() {
+            continue;
+        }
+        if tok.eq_ignore_ascii_case("not") || (dashes > 0 && t.is_empty()) {
+            run += dashes.max(1);
+        } else {
+            run = dashes;
+        }
+        if run > MAX_PREFIX_RUN {
+            let at = src[start..].find(tok).map(|p| start + p).unwrap_or(0);
+            return Err(Diagnostic::new(
+                Code::TooComplex,
+                format!("more than {MAX_PREFIX_RUN} prefix operators in a row"),
+                Span::new(at, at + tok.len()),
+            ));
+        }
+        start += tok.len();
     }
     Ok(())
 }
@@ -379,6 +430,9 @@ fn join_or(items: &[&str]) -> String {
 // ---------------------------------------------------------------------------------------------
 // AST builder
 
+/// Most operators in one left-associative chain (`a + b + …`); each adds a level to the tree.
+const MAX_CHAIN: usize = 2000;
+
 struct Builder {
     diags: Vec<Diagnostic>,
 }
@@ -559,6 +613,20 @@ impl Builder {
 
     fn expr(&mut self, p: Pair<Rule>) -> Expr {
         let span = span_of(&p);
+        let chain = matches!(
+            p.as_rule(),
+            Rule::add_expr
+                | Rule::mul_expr
+                | Rule::compare_expr
+                | Rule::nullish_expr
+                | Rule::isnull_expr
+                | Rule::and_expr
+                | Rule::or_expr
+        );
+        if chain && p.clone().into_inner().len() > 2 * MAX_CHAIN {
+            self.too_long(span);
+            return expr(ExprKind::Constant(Constant::Null), span);
+        }
         match p.as_rule() {
             Rule::expression => self.expr(p.into_inner().next().expect("grammar: expression has content")),
             Rule::ternary => {
@@ -881,6 +949,17 @@ impl Builder {
             }
             other => unreachable!("grammar: unexpected expression rule {other:?}"),
         }
+    }
+
+    fn too_long(&mut self, span: Span) {
+        self.diags.push(
+            Diagnostic::new(
+                Code::TooComplex,
+                format!("an expression chains more than {MAX_CHAIN} operators"),
+                Span::new(span.start, span.start + 1),
+            )
+            .with_help("split it into several variables"),
+        );
     }
 
     fn zero_index(&mut self, span: Span) {

@@ -128,3 +128,20 @@ fn posthog_style_globals_are_read() {
     let out = hog_lang::run_chunk(chunk, globals).expect("runs");
     assert_eq!(out.lines, vec!["Chrome null null"]);
 }
+
+#[test]
+fn pathological_nesting_is_a_diagnostic_not_a_crash() {
+    let deep_parens = format!("print({}1{})", "(".repeat(5000), ")".repeat(5000));
+    let long_chain = format!("print(1{})", " + 1".repeat(50_000));
+    let prefix_run = format!("print({}1)", "- ".repeat(5000));
+    let nots = format!("print({}true)", "not ".repeat(5000));
+    for source in [deep_parens, long_chain, prefix_run, nots] {
+        match hog_lang::compile(&source, &CompileOptions::default()) {
+            Err(d) => assert!(d.0.iter().any(|x| x.code.as_str() == "E0017"), "{d}"),
+            Ok(_) => panic!("expected a too-complex diagnostic"),
+        }
+    }
+    // Reasonable nesting still compiles and runs.
+    let ok = format!("print({}1{})", "(".repeat(100), ")".repeat(100));
+    assert_eq!(run_source(&ok, &CompileOptions::default()).expect("runs").lines, vec!["1"]);
+}
