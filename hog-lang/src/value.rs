@@ -533,7 +533,8 @@ fn write_repr(v: &Value, out: &mut String, seen: &mut Vec<usize>) {
             out.push_str(&e.kind);
             out.push('(');
             out.push_str(&escape_string(&e.message));
-            if e.payload.truthy() || matches!(e.payload, Value::Array(_) | Value::Dict(_) | Value::Tuple(_)) {
+            // JavaScript truthiness, as PostHog prints: containers always show, `null` never does.
+            if e.payload.truthy() {
                 out.push_str(", ");
                 write_repr(&e.payload, out, seen);
             }

@@ -51,8 +51,7 @@ pub fn run(cmd: HogCommand) -> ExitCode {
         HogCommand::Compile { file, output } => compile_file(&file, output.as_deref()),
         HogCommand::Repl => repl(),
         HogCommand::Functions => {
-            for (name, signature, description) in hog_lang::stdlib::describe_all() {
-                let _ = name;
+            for (_, signature, description) in hog_lang::stdlib::describe_all() {
                 println!("{signature}\n    {description}");
             }
             ExitCode::SUCCESS
