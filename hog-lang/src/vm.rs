@@ -6,7 +6,7 @@
 //! string functions.
 
 use crate::bytecode::{Chunk, Op, Opcode};
-use crate::stdlib::{self, Ctx, NativeFunction};
+use crate::stdlib::{self, Ctx, NativeFunction, StdlibError};
 use crate::value::{Key, Value};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -112,8 +112,8 @@ pub trait Host {
         false
     }
     /// Calls a synchronous host function.
-    fn call(&mut self, name: &str, _args: &[Value]) -> Result<Value, String> {
-        Err(format!("host function {name} is not available"))
+    fn call(&mut self, name: &str, _args: &[Value]) -> stdlib::NativeResult {
+        Err(StdlibError::Unavailable(format!("host function {name}")))
     }
     /// Whether a call to this name suspends the VM for the host to perform.
     fn is_async(&self, name: &str) -> bool {
@@ -231,6 +231,16 @@ impl VmError {
 
 type VmResult<T> = Result<T, Box<VmError>>;
 
+/// A pattern that does not compile as a regular expression.
+#[derive(Debug, Clone, Error, PartialEq)]
+#[error("invalid regular expression {pattern:?}: {reason}")]
+pub struct InvalidRegex {
+    /// The pattern as given.
+    pub pattern: String,
+    /// What the regex engine said.
+    pub reason: String,
+}
+
 /// Cache of compiled regexes, keyed by pattern.
 #[derive(Debug, Default)]
 pub struct RegexCache {
@@ -239,14 +249,14 @@ pub struct RegexCache {
 
 impl RegexCache {
     /// The compiled regex for a pattern (PostHog uses RE2 syntax; `regex` is RE2-like).
-    pub fn get(&mut self, pattern: &str) -> Result<Rc<regex::Regex>, String> {
+    pub fn get(&mut self, pattern: &str) -> Result<Rc<regex::Regex>, InvalidRegex> {
         if let Some(r) = self.map.get(pattern) {
             return Ok(r.clone());
         }
         let r = regex::RegexBuilder::new(pattern)
             .size_limit(1 << 20)
             .build()
-            .map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))?;
+            .map_err(|e| InvalidRegex { pattern: pattern.to_string(), reason: e.to_string() })?;
         let r = Rc::new(r);
         if self.map.len() > 256 {
             self.map.clear();
@@ -862,7 +872,7 @@ impl Vm {
         };
         self.stack.truncate(start);
         let v = result.map_err(|m| {
-            let mut e = VmError::runtime(m);
+            let mut e = VmError::runtime(m.to_string());
             e.operation = Some(format!("{}()", f.name));
             e
         })?;
@@ -929,7 +939,7 @@ impl Vm {
                 args.reverse();
             }
             let v = host.call(name, &args).map_err(|m| {
-                let mut e = VmError::runtime(m);
+                let mut e = VmError::runtime(m.to_string());
                 e.operation = Some(format!("{name}()"));
                 e
             })?;
@@ -979,7 +989,7 @@ impl Vm {
             Opcode::GT | Opcode::GT_EQ | Opcode::LT | Opcode::LT_EQ => order(op, &left, &right),
             Opcode::LIKE | Opcode::ILIKE | Opcode::NOT_LIKE | Opcode::NOT_ILIKE => {
                 let ci = matches!(op, Opcode::ILIKE | Opcode::NOT_ILIKE);
-                let m = like(&mut self.regex, &left, &right, ci).map_err(VmError::runtime)?;
+                let m = like(&mut self.regex, &left, &right, ci).map_err(|e| VmError::runtime(e.to_string()))?;
                 if matches!(op, Opcode::LIKE | Opcode::ILIKE) {
                     m
                 } else {
@@ -996,7 +1006,7 @@ impl Vm {
             }
             Opcode::REGEX | Opcode::NOT_REGEX | Opcode::IREGEX | Opcode::NOT_IREGEX => {
                 let ci = matches!(op, Opcode::IREGEX | Opcode::NOT_IREGEX);
-                let m = regex_match(&mut self.regex, &right, &left, ci).map_err(VmError::runtime)?;
+                let m = regex_match(&mut self.regex, &right, &left, ci).map_err(|e| VmError::runtime(e.to_string()))?;
                 if matches!(op, Opcode::REGEX | Opcode::IREGEX) {
                     m
                 } else {
@@ -1256,7 +1266,12 @@ pub fn contains(haystack: &Value, needle: &Value) -> VmResult<bool> {
 }
 
 /// SQL `LIKE`: `%` any run, `_` one character; the rest literal.
-pub fn like(cache: &mut RegexCache, value: &Value, pattern: &Value, case_insensitive: bool) -> Result<bool, String> {
+pub fn like(
+    cache: &mut RegexCache,
+    value: &Value,
+    pattern: &Value,
+    case_insensitive: bool,
+) -> Result<bool, InvalidRegex> {
     let pattern = pattern.to_js_string();
     let mut re = String::with_capacity(pattern.len() + 8);
     if case_insensitive {
@@ -1280,7 +1295,7 @@ pub fn regex_match(
     pattern: &Value,
     value: &Value,
     case_insensitive: bool,
-) -> Result<bool, String> {
+) -> Result<bool, InvalidRegex> {
     if !pattern.truthy() || !value.truthy() {
         return Ok(false);
     }

@@ -1,6 +1,6 @@
 //! Containers: `length`, `keys`, `values`, `empty`, `notEmpty`, `tuple`, `arrayPushBack`.
 
-use super::{arg, Ctx, NativeFunction};
+use super::{arg, Ctx, NativeFunction, NativeResult};
 use crate::value::Value;
 
 /// The collections family.
@@ -63,7 +63,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
     },
 ];
 
-fn length(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+fn length(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     Ok(match &arg(args, 0) {
         Value::Str(s) => {
             let n = if s.is_ascii() { s.len() } else { s.encode_utf16().count() };
@@ -74,7 +74,7 @@ fn length(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
     })
 }
 
-fn keys(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+fn keys(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     Ok(match &arg(args, 0) {
         Value::Array(a) | Value::Tuple(a) => {
             Value::array((0..a.borrow().len()).map(|i| Value::Number(i as f64)).collect())
@@ -84,7 +84,7 @@ fn keys(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
     })
 }
 
-fn values(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+fn values(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     Ok(match &arg(args, 0) {
         Value::Array(a) | Value::Tuple(a) => Value::array(a.borrow().clone()),
         Value::Dict(d) => Value::array(d.borrow().values().cloned().collect()),
@@ -103,19 +103,19 @@ pub fn is_empty(v: &Value) -> bool {
     }
 }
 
-fn empty(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+fn empty(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     Ok(Value::Bool(is_empty(&arg(args, 0))))
 }
 
-fn not_empty(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+fn not_empty(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     Ok(Value::Bool(!is_empty(&arg(args, 0))))
 }
 
-fn tuple(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+fn tuple(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     Ok(Value::tuple(args.to_vec()))
 }
 
-fn array_push_back(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+fn array_push_back(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     let item = arg(args, 1);
     Ok(match &arg(args, 0) {
         Value::Array(a) | Value::Tuple(a) => {

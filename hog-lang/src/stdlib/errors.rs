@@ -1,6 +1,6 @@
 //! Error constructors: `Error`, `HogError`, `RetryError`, `NotImplementedError`.
 
-use super::{arg, Ctx, NativeFunction};
+use super::{arg, Ctx, NativeFunction, NativeResult};
 use crate::value::Value;
 
 /// The error family.
@@ -46,18 +46,18 @@ fn make(kind: &Value, message: &Value, payload: &Value) -> Value {
     Value::error(&kind, &message, payload.clone())
 }
 
-fn error(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+fn error(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     Ok(make(&Value::from("Error"), &arg(args, 0), &arg(args, 1)))
 }
 
-fn retry_error(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+fn retry_error(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     Ok(make(&Value::from("RetryError"), &arg(args, 0), &arg(args, 1)))
 }
 
-fn not_implemented_error(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+fn not_implemented_error(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     Ok(make(&Value::from("NotImplementedError"), &arg(args, 0), &arg(args, 1)))
 }
 
-fn hog_error(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+fn hog_error(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     Ok(make(&arg(args, 0), &arg(args, 1), &arg(args, 2)))
 }

@@ -12,8 +12,15 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 
 mod collections;
+mod crypto;
+mod dates;
+mod encoding;
 mod errors;
 mod hog_written;
+mod ip;
+mod json;
+mod logic;
+mod math;
 mod print;
 mod strings;
 mod types;
@@ -26,8 +33,40 @@ pub struct Ctx<'a> {
     pub regex: &'a mut RegexCache,
 }
 
+/// Why a standard-library (or host) function call failed. The VM reports it with the function's
+/// name as the operation (`jsonParse(): …`); the message says what was wrong with which argument.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StdlibError {
+    /// An argument has a type the function does not take.
+    #[error("argument {position} must be {expected}, got {got}")]
+    WrongType {
+        /// 1-based argument position.
+        position: usize,
+        /// What the function takes (`a string`, `an array or null`, …).
+        expected: &'static str,
+        /// The type name of what it got.
+        got: &'static str,
+    },
+    /// An argument has an acceptable type but a value the function cannot use.
+    #[error("{0}")]
+    Invalid(String),
+    /// The function needs something this host does not provide.
+    #[error("not available here: {0}")]
+    Unavailable(String),
+}
+
+impl StdlibError {
+    /// `WrongType` for argument `index` (0-based) holding `got`.
+    pub fn wrong_type(index: usize, expected: &'static str, got: &Value) -> Self {
+        StdlibError::WrongType { position: index + 1, expected, got: got.type_name() }
+    }
+}
+
+/// What a native function returns.
+pub type NativeResult = Result<Value, StdlibError>;
+
 /// A native function's implementation.
-pub type NativeFn = fn(&mut Ctx<'_>, &[Value]) -> Result<Value, String>;
+pub type NativeFn = fn(&mut Ctx<'_>, &[Value]) -> NativeResult;
 
 /// A standard-library function implemented in Rust.
 pub struct NativeFunction {
@@ -52,8 +91,20 @@ impl std::fmt::Debug for NativeFunction {
 }
 
 /// Every native function family, in one explicit list.
-const FAMILIES: &[&[NativeFunction]] =
-    &[print::FUNCTIONS, types::FUNCTIONS, errors::FUNCTIONS, collections::FUNCTIONS, strings::FUNCTIONS];
+const FAMILIES: &[&[NativeFunction]] = &[
+    print::FUNCTIONS,
+    types::FUNCTIONS,
+    errors::FUNCTIONS,
+    collections::FUNCTIONS,
+    strings::FUNCTIONS,
+    encoding::FUNCTIONS,
+    json::FUNCTIONS,
+    crypto::FUNCTIONS,
+    ip::FUNCTIONS,
+    dates::FUNCTIONS,
+    logic::FUNCTIONS,
+    math::FUNCTIONS,
+];
 
 /// Async functions performed by the host: name, min and max arguments, signature.
 pub const ASYNC_FUNCTIONS: &[(&str, usize, usize, &str)] = &[

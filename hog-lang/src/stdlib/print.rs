@@ -1,6 +1,6 @@
 //! `print` and `toString`.
 
-use super::{arg, Ctx, NativeFunction};
+use super::{arg, Ctx, NativeFunction, NativeResult};
 use crate::value::Value;
 
 /// The print family.
@@ -23,7 +23,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
     },
 ];
 
-fn print(ctx: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+fn print(ctx: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     let line = args.iter().map(Value::to_print_string).collect::<Vec<_>>().join(" ");
     ctx.host.print(&line);
     Ok(Value::Null)
@@ -37,6 +37,6 @@ pub fn value_to_string(v: &Value) -> String {
     }
 }
 
-fn to_string(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+fn to_string(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     Ok(Value::from(value_to_string(&arg(args, 0))))
 }

@@ -1,6 +1,6 @@
 //! Strings: `concat`, `lower`, `upper`.
 
-use super::{arg, print::value_to_string, Ctx, NativeFunction};
+use super::{print::value_to_string, Ctx, NativeFunction, NativeResult, StdlibError};
 use crate::value::Value;
 
 /// The strings family.
@@ -31,7 +31,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
     },
 ];
 
-fn concat(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+fn concat(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     let mut out = String::new();
     for a in args {
         match a {
@@ -43,18 +43,18 @@ fn concat(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
     Ok(Value::from(out))
 }
 
-fn string_arg<'a>(name: &str, v: &'a Value) -> Result<Option<&'a str>, String> {
-    match v {
-        Value::Null => Ok(None),
-        Value::Str(s) => Ok(Some(s)),
-        other => Err(format!("{name} expects a string, got {}", other.type_name())),
+fn string_arg(args: &[Value], i: usize) -> Result<Option<&str>, StdlibError> {
+    match args.get(i) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Str(s)) => Ok(Some(s)),
+        Some(other) => Err(StdlibError::wrong_type(i, "a string", other)),
     }
 }
 
-fn lower(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
-    Ok(string_arg("lower", &arg(args, 0))?.map(|s| Value::from(s.to_lowercase())).unwrap_or_default())
+fn lower(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
+    Ok(string_arg(args, 0)?.map(|s| Value::from(s.to_lowercase())).unwrap_or_default())
 }
 
-fn upper(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
-    Ok(string_arg("upper", &arg(args, 0))?.map(|s| Value::from(s.to_uppercase())).unwrap_or_default())
+fn upper(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
+    Ok(string_arg(args, 0)?.map(|s| Value::from(s.to_uppercase())).unwrap_or_default())
 }

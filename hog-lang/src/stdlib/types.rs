@@ -1,6 +1,6 @@
 //! `typeof`, `isNull`, `isNotNull`.
 
-use super::{arg, Ctx, NativeFunction};
+use super::{arg, Ctx, NativeFunction, NativeResult};
 use crate::value::Value;
 
 /// The type family.
@@ -31,14 +31,14 @@ pub const FUNCTIONS: &[NativeFunction] = &[
     },
 ];
 
-fn type_of(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+fn type_of(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     Ok(Value::from(arg(args, 0).type_name()))
 }
 
-fn is_null(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+fn is_null(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     Ok(Value::Bool(arg(args, 0).is_null()))
 }
 
-fn is_not_null(_: &mut Ctx<'_>, args: &[Value]) -> Result<Value, String> {
+fn is_not_null(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     Ok(Value::Bool(!arg(args, 0).is_null()))
 }

@@ -1,0 +1,6 @@
+//! Numbers: arithmetic functions, rounding, conversion, random.
+
+use super::NativeFunction;
+
+/// The math family.
+pub const FUNCTIONS: &[NativeFunction] = &[];
