@@ -12,6 +12,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 1,
         max_args: Some(1),
         func: length,
+        examples: &[],
     },
     NativeFunction {
         name: "keys",
@@ -20,6 +21,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 1,
         max_args: Some(1),
         func: keys,
+        examples: &[],
     },
     NativeFunction {
         name: "values",
@@ -28,6 +30,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 1,
         max_args: Some(1),
         func: values,
+        examples: &[],
     },
     NativeFunction {
         name: "empty",
@@ -36,6 +39,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 1,
         max_args: Some(1),
         func: empty,
+        examples: &[],
     },
     NativeFunction {
         name: "notEmpty",
@@ -44,6 +48,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 1,
         max_args: Some(1),
         func: not_empty,
+        examples: &[],
     },
     NativeFunction {
         name: "tuple",
@@ -52,6 +57,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 0,
         max_args: None,
         func: tuple,
+        examples: &[],
     },
     NativeFunction {
         name: "arrayPushBack",
@@ -60,6 +66,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 2,
         max_args: Some(2),
         func: array_push_back,
+        examples: &[],
     },
 ];
 

@@ -12,6 +12,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 0,
         max_args: Some(2),
         func: error,
+        examples: &[("Error('x', {'a': 1})", "Error('x', {'a': 1})")],
     },
     NativeFunction {
         name: "RetryError",
@@ -20,6 +21,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 0,
         max_args: Some(2),
         func: retry_error,
+        examples: &[("RetryError()", "RetryError('An error occurred')")],
     },
     NativeFunction {
         name: "NotImplementedError",
@@ -28,6 +30,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 0,
         max_args: Some(2),
         func: not_implemented_error,
+        examples: &[("NotImplementedError('later')", "NotImplementedError('later')")],
     },
     NativeFunction {
         name: "HogError",
@@ -36,6 +39,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 1,
         max_args: Some(3),
         func: hog_error,
+        examples: &[("HogError('CustomError', 'bad')", "CustomError('bad')")],
     },
 ];
 

@@ -17,6 +17,8 @@ pub struct HogFunction {
     pub signature: &'static str,
     /// One-line description.
     pub description: &'static str,
+    /// Examples: a Hog expression and the `repr` of its value (see `NativeFunction::examples`).
+    pub examples: &'static [(&'static str, &'static str)],
     /// The body.
     pub source: &'static str,
 }
@@ -28,6 +30,7 @@ pub const FUNCTIONS: &[HogFunction] = &[
         params: &["func", "arr"],
         signature: "arrayMap(func: (x) -> y, arr: array) -> array",
         description: "A new array of func(x) for each item",
+        examples: &[],
         source: "let result := []
             for (let x in arr) { result := arrayPushBack(result, func(x)) }
             return result",
@@ -37,6 +40,7 @@ pub const FUNCTIONS: &[HogFunction] = &[
         params: &["func", "arr"],
         signature: "arrayFilter(func: (x) -> boolean, arr: array) -> array",
         description: "The items for which func(x) is truthy",
+        examples: &[],
         source: "let result := []
             for (let x in arr) { if (func(x)) { result := arrayPushBack(result, x) } }
             return result",
@@ -46,6 +50,7 @@ pub const FUNCTIONS: &[HogFunction] = &[
         params: &["func", "arr"],
         signature: "arrayExists(func: (x) -> boolean, arr: array) -> boolean",
         description: "Whether func(x) is truthy for some item",
+        examples: &[],
         source: "for (let x in arr) { if (func(x)) { return true } }
             return false",
     },
@@ -54,6 +59,7 @@ pub const FUNCTIONS: &[HogFunction] = &[
         params: &["func", "arr"],
         signature: "arrayCount(func: (x) -> boolean, arr: array) -> integer",
         description: "How many items func(x) is truthy for",
+        examples: &[],
         source: "let count := 0
             for (let x in arr) { if (func(x)) { count := count + 1 } }
             return count",
@@ -63,6 +69,7 @@ pub const FUNCTIONS: &[HogFunction] = &[
         params: &["func", "arr", "initial"],
         signature: "arrayReduce(func: (acc, x) -> acc, arr: array, initial) -> any",
         description: "Folds the array from the left, starting from initial",
+        examples: &[],
         source: "let result := initial
             for (let x in arr) { result := func(result, x) }
             return result",

@@ -82,6 +82,10 @@ pub struct NativeFunction {
     pub max_args: Option<usize>,
     /// The implementation.
     pub func: NativeFn,
+    /// Examples, each a Hog expression and the `repr` of its value (`'abc'`, `[1, 2]`, `null`), or
+    /// `error: TEXT` when the call must fail with a message containing TEXT. Every example is run
+    /// by `tests/stdlib_examples.rs`; a function without one fails that test.
+    pub examples: &'static [(&'static str, &'static str)],
 }
 
 impl std::fmt::Debug for NativeFunction {
@@ -170,6 +174,14 @@ pub fn describe_all() -> Vec<(&'static str, String, &'static str)> {
     for (name, _, _, sig) in ASYNC_FUNCTIONS {
         out.push((name, sig.to_string(), "async: suspends the VM while the host performs it"));
     }
+    out.sort_by_key(|f| f.0);
+    out
+}
+
+/// Every function's name and examples (natives and Hog-written ones), sorted by name.
+pub fn examples_all() -> Vec<(&'static str, &'static [(&'static str, &'static str)])> {
+    let mut out: Vec<_> = natives().into_iter().map(|f| (f.name, f.examples)).collect();
+    out.extend(hog_written::FUNCTIONS.iter().map(|f| (f.name, f.examples)));
     out.sort_by_key(|f| f.0);
     out
 }

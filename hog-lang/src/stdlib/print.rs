@@ -12,6 +12,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 0,
         max_args: None,
         func: print,
+        examples: &[("print('a', 1)", "null")],
     },
     NativeFunction {
         name: "toString",
@@ -20,6 +21,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 1,
         max_args: Some(1),
         func: to_string,
+        examples: &[("toString(1.5)", "'1.5'"), ("toString([1, 'a'])", "'[1, \\'a\\']'"), ("toString(null)", "'null'")],
     },
 ];
 

@@ -12,6 +12,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 0,
         max_args: None,
         func: concat,
+        examples: &[],
     },
     NativeFunction {
         name: "lower",
@@ -20,6 +21,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 1,
         max_args: Some(1),
         func: lower,
+        examples: &[],
     },
     NativeFunction {
         name: "upper",
@@ -28,6 +30,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 1,
         max_args: Some(1),
         func: upper,
+        examples: &[],
     },
 ];
 

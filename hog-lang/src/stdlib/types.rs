@@ -12,6 +12,12 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 1,
         max_args: Some(1),
         func: type_of,
+        examples: &[
+            ("typeof(1)", "'integer'"),
+            ("typeof(1.5)", "'float'"),
+            ("typeof((1, 2))", "'tuple'"),
+            ("typeof(null)", "'null'"),
+        ],
     },
     NativeFunction {
         name: "isNull",
@@ -20,6 +26,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 1,
         max_args: Some(1),
         func: is_null,
+        examples: &[("isNull(null)", "true"), ("isNull(0)", "false")],
     },
     NativeFunction {
         name: "isNotNull",
@@ -28,6 +35,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 1,
         max_args: Some(1),
         func: is_not_null,
+        examples: &[("isNotNull('')", "true"), ("isNotNull(null)", "false")],
     },
 ];
 
