@@ -241,6 +241,97 @@ pub enum Op {
     SetUpvalue(u32),
     /// Close the upvalue on the top slot and pop it.
     CloseUpvalue,
+
+    // Fused instructions, made by `optimize::fuse` (never read from or written to bytecode). Each
+    // stands for the `len()` original instructions starting at its index, and only takes a fast
+    // path for numbers; otherwise the VM runs the original instruction at that index instead.
+    /// `left op right` on two operands, pushed, or stored into a local.
+    Arith {
+        /// The operation.
+        op: Arith,
+        /// Left operand (pushed second).
+        left: Operand,
+        /// Right operand (pushed first).
+        right: Operand,
+        /// Local to store into (a following `SET_LOCAL`), or `None` to push.
+        dst: Option<u32>,
+    },
+    /// A comparison of the two values on the stack followed by `JUMP_IF_FALSE`.
+    CompareJump {
+        /// The comparison.
+        op: Opcode,
+        /// Where to jump when false.
+        target: u32,
+    },
+    /// A comparison of two operands followed by `JUMP_IF_FALSE`.
+    CompareOperandsJump {
+        /// The comparison.
+        op: Opcode,
+        /// Left operand (pushed second).
+        left: Operand,
+        /// Right operand (pushed first).
+        right: Operand,
+        /// Where to jump when false.
+        target: u32,
+    },
+    /// `GET_LOCAL from; SET_LOCAL to`.
+    MoveLocal {
+        /// Source local.
+        from: u32,
+        /// Destination local.
+        to: u32,
+    },
+}
+
+/// An arithmetic operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arith {
+    /// `+`
+    Plus,
+    /// `-`
+    Minus,
+    /// `*`
+    Multiply,
+    /// `/`
+    Divide,
+    /// `%`
+    Mod,
+}
+
+impl Arith {
+    /// Applies the operation to two numbers, as JavaScript does.
+    #[inline(always)]
+    pub fn apply(self, a: f64, b: f64) -> f64 {
+        match self {
+            Arith::Plus => a + b,
+            Arith::Minus => a - b,
+            Arith::Multiply => a * b,
+            Arith::Divide => a / b,
+            Arith::Mod => a % b,
+        }
+    }
+}
+
+/// An operand of a fused instruction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Operand {
+    /// A local of the current frame.
+    Local(u32),
+    /// A number constant.
+    Num(f64),
+}
+
+impl Op {
+    /// How many original instructions this one stands for.
+    pub fn len(&self) -> usize {
+        match self {
+            Op::Arith { dst: None, .. } => 3,
+            Op::Arith { dst: Some(_), .. } => 4,
+            Op::CompareJump { .. } | Op::MoveLocal { .. } => 2,
+            Op::CompareOperandsJump { .. } => 4,
+            _ => 1,
+        }
+    }
 }
 
 /// A decoded unit of bytecode: a program, or one function of the bytecode standard library.
@@ -250,8 +341,11 @@ pub struct Chunk {
     pub name: String,
     /// Format version (0 passes call arguments reversed).
     pub version: i64,
-    /// Instructions.
+    /// Instructions, as decoded (one per bytecode operation).
     pub ops: Vec<Op>,
+    /// What the VM runs: `ops` with fused instructions in place of common sequences (same
+    /// length and indexes; see `optimize::fuse`).
+    pub code: Vec<Op>,
     /// Source span of each instruction, when compiled from source here.
     pub spans: Vec<Option<Span>>,
     /// The source text, when compiled from source here.
@@ -504,7 +598,8 @@ pub fn decode(
             _ => unreachable!("fixup kinds match their operations"),
         }
     }
-    Ok(Chunk { name: name.to_string(), version, ops, spans: op_spans, source })
+    let code = crate::optimize::fuse(&ops);
+    Ok(Chunk { name: name.to_string(), version, ops, code, spans: op_spans, source })
 }
 
 /// Decodes JSON bytecode text (a `.hoge` file).

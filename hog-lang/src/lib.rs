@@ -14,9 +14,11 @@
 #![warn(missing_docs)]
 
 pub mod ast;
+pub mod bench;
 pub mod bytecode;
 pub mod compiler;
 pub mod diagnostics;
+pub mod optimize;
 pub mod parser;
 pub mod stdlib;
 pub mod value;

@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 /// A dict key. JavaScript's `Map` compares keys with SameValueZero: strings by content, numbers by
 /// value (with `NaN` equal to itself and `-0` equal to `0`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
     /// `null`
     Null,
@@ -49,6 +49,79 @@ impl Key {
             Key::Bool(b) => Value::Bool(*b),
             Key::Num(bits) => Value::Number(f64::from_bits(*bits)),
             Key::Str(s) => Value::Str(s.clone()),
+        }
+    }
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_ref().hash(state)
+    }
+}
+
+impl Key {
+    /// A borrowed view, for lookups.
+    pub fn as_ref(&self) -> KeyRef<'_> {
+        match self {
+            Key::Null => KeyRef::Null,
+            Key::Bool(b) => KeyRef::Bool(*b),
+            Key::Num(n) => KeyRef::Num(*n),
+            Key::Str(s) => KeyRef::Str(s),
+        }
+    }
+}
+
+/// A dict key borrowed from elsewhere: looks up a dict without allocating a `Key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRef<'a> {
+    /// `null`
+    Null,
+    /// `true` / `false`
+    Bool(bool),
+    /// A number, by its normalised bits (see `Key::num`).
+    Num(u64),
+    /// A string.
+    Str(&'a str),
+}
+
+impl std::hash::Hash for KeyRef<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self {
+            KeyRef::Null => state.write_u8(0),
+            KeyRef::Bool(b) => {
+                state.write_u8(1);
+                state.write_u8(u8::from(*b));
+            }
+            KeyRef::Num(n) => {
+                state.write_u8(2);
+                state.write_u64(*n);
+            }
+            KeyRef::Str(s) => {
+                state.write_u8(3);
+                state.write(s.as_bytes());
+            }
+        }
+    }
+}
+
+impl indexmap::Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        *self == key.as_ref()
+    }
+}
+
+impl<'a> KeyRef<'a> {
+    /// The key for a value usable as one (null, boolean, number, string).
+    pub fn of(v: &'a Value) -> Option<KeyRef<'a>> {
+        match v {
+            Value::Null => Some(KeyRef::Null),
+            Value::Bool(b) => Some(KeyRef::Bool(*b)),
+            Value::Number(n) => match Key::num(*n) {
+                Key::Num(bits) => Some(KeyRef::Num(bits)),
+                _ => None,
+            },
+            Value::Str(s) => Some(KeyRef::Str(s)),
+            _ => None,
         }
     }
 }
@@ -112,7 +185,7 @@ pub struct DateTimeValue {
 }
 
 /// A Hog value.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub enum Value {
     /// `null`
     #[default]
@@ -139,6 +212,28 @@ pub enum Value {
     DateTime(Rc<DateTimeValue>),
     /// A calendar date.
     Date(i32, u32, u32),
+}
+
+impl Clone for Value {
+    /// Cloning is a copy or one reference-count increment; inlined because the VM clones values
+    /// on every local read.
+    #[inline(always)]
+    fn clone(&self) -> Self {
+        match self {
+            Value::Null => Value::Null,
+            Value::Bool(b) => Value::Bool(*b),
+            Value::Number(n) => Value::Number(*n),
+            Value::Str(s) => Value::Str(s.clone()),
+            Value::Array(a) => Value::Array(a.clone()),
+            Value::Tuple(a) => Value::Tuple(a.clone()),
+            Value::Dict(d) => Value::Dict(d.clone()),
+            Value::Error(e) => Value::Error(e.clone()),
+            Value::Callable(c) => Value::Callable(c.clone()),
+            Value::Closure(c) => Value::Closure(c.clone()),
+            Value::DateTime(d) => Value::DateTime(d.clone()),
+            Value::Date(y, m, d) => Value::Date(*y, *m, *d),
+        }
+    }
 }
 
 impl From<bool> for Value {

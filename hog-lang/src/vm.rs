@@ -5,9 +5,9 @@
 //! inside a `try` drops that `try`'s handler, and `null` never crashes comparisons or
 //! string functions.
 
-use crate::bytecode::{Chunk, Op, Opcode};
+use crate::bytecode::{Chunk, Op, Opcode, Operand};
 use crate::stdlib::{self, Ctx, NativeFunction, StdlibError};
-use crate::value::{Key, Value};
+use crate::value::{KeyRef, Value};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -283,6 +283,10 @@ pub struct Vm {
     async_steps: usize,
     deadline: Instant,
     spent: Duration,
+    /// The result of a finished run, on its way out of the loop.
+    result: Value,
+    /// The async call of a suspension, on its way out of the loop.
+    pending: Option<(Rc<str>, Vec<Value>)>,
 }
 
 impl Vm {
@@ -302,6 +306,8 @@ impl Vm {
             async_steps: 0,
             deadline: Instant::now(),
             spent: Duration::ZERO,
+            result: Value::Null,
+            pending: None,
         }
     }
 
@@ -310,8 +316,19 @@ impl Vm {
         self.ops
     }
 
-    /// Runs a chunk from its start.
+    /// Prepares the VM for a new invocation with these globals, keeping its allocations (limits
+    /// stay as set).
+    pub fn reset(&mut self, globals: Value) {
+        self.globals = globals;
+        self.declared.clear();
+    }
+
+    /// Runs a chunk from its start, as a new invocation (operation count, time spent and async
+    /// steps start from zero; declared functions and globals stay).
     pub fn run(&mut self, chunk: Rc<Chunk>, host: &mut dyn Host) -> VmResult<Outcome> {
+        self.ops = 0;
+        self.spent = Duration::ZERO;
+        self.async_steps = 0;
         self.stack.clear();
         self.frames.clear();
         self.throw_stack.clear();
@@ -369,7 +386,16 @@ impl Vm {
     }
 
     /// Closes every open upvalue at or above `from`, copying the stack value into it.
+    #[inline]
     fn close_upvalues(&mut self, from: usize) {
+        match self.sorted_upvalues.last() {
+            Some(&id) if self.upvalues[id as usize].location >= from => self.close_upvalues_slow(from),
+            _ => {}
+        }
+    }
+
+    #[inline(never)]
+    fn close_upvalues_slow(&mut self, from: usize) {
         while let Some(&id) = self.sorted_upvalues.last() {
             let up = &mut self.upvalues[id as usize];
             if up.location < from {
@@ -432,7 +458,7 @@ impl Vm {
         let mut ip = frame.ip;
         let mut base = frame.stack_start;
         loop {
-            if ip >= chunk.ops.len() {
+            let Some(op) = chunk.code.get(ip) else {
                 // Ran off the end of the chunk: return null from this frame.
                 let done = self.frames.pop().expect("a frame is running");
                 if self.frames.is_empty() {
@@ -448,14 +474,14 @@ impl Vm {
                 ip = f.ip;
                 base = f.stack_start;
                 continue;
-            }
+            };
             self.ops += 1;
             if self.ops & 1023 == 0 {
                 if let Err(e) = self.check_time() {
                     return Err(self.annotate(e, &chunk, ip));
                 }
             }
-            let step = self.step(&chunk, ip, base, host);
+            let step = self.step(op, &chunk, ip, base, host);
             match step {
                 Ok(Flow::Next) => ip += 1,
                 Ok(Flow::Goto(t)) => ip = t,
@@ -465,11 +491,12 @@ impl Vm {
                     ip = f.ip;
                     base = f.stack_start;
                 }
-                Ok(Flow::Done(v)) => return Ok(Outcome::Finished(v)),
-                Ok(Flow::Suspend(name, args)) => {
+                Ok(Flow::Done) => return Ok(Outcome::Finished(std::mem::take(&mut self.result))),
+                Ok(Flow::Suspend) => {
                     if let Some(f) = self.frames.last_mut() {
                         f.ip = ip + 1;
                     }
+                    let (name, args) = self.pending.take().expect("a suspension sets its call");
                     return Ok(Outcome::Suspended { name, args });
                 }
                 Err(e) => {
@@ -501,9 +528,26 @@ impl Vm {
             .ok_or_else(|| VmError::runtime("no upvalues outside a function"))
     }
 
-    #[inline]
-    fn step(&mut self, chunk: &Rc<Chunk>, ip: usize, base: usize, host: &mut dyn Host) -> VmResult<Flow> {
-        match &chunk.ops[ip] {
+    /// Runs the original (unfused) instruction at `ip`: the slow path of a fused instruction.
+    #[inline(never)]
+    fn step_original(&mut self, chunk: &Rc<Chunk>, ip: usize, base: usize, host: &mut dyn Host) -> VmResult<Flow> {
+        self.step(&chunk.ops[ip], chunk, ip, base, host)
+    }
+
+    #[inline(always)]
+    fn operand(&self, base: usize, o: Operand) -> Option<f64> {
+        match o {
+            Operand::Num(n) => Some(n),
+            Operand::Local(i) => match self.stack.get(base + i as usize) {
+                Some(Value::Number(n)) => Some(*n),
+                _ => None,
+            },
+        }
+    }
+
+    #[inline(always)]
+    fn step(&mut self, op: &Op, chunk: &Rc<Chunk>, ip: usize, base: usize, host: &mut dyn Host) -> VmResult<Flow> {
+        match op {
             Op::Nop => {}
             Op::Str(s) => self.stack.push(Value::Str(s.clone())),
             Op::Num(n) => self.stack.push(Value::Number(*n)),
@@ -518,7 +562,7 @@ impl Vm {
                 self.stack.push(Value::Bool(!v.truthy()));
             }
             Op::And(n) | Op::Or(n) => {
-                let is_and = matches!(chunk.ops[ip], Op::And(_));
+                let is_and = matches!(op, Op::And(_));
                 let n = *n as usize;
                 if n > self.stack.len() {
                     return Err(VmError::runtime("stack is empty, can not pop"));
@@ -539,7 +583,7 @@ impl Vm {
                     (Value::Number(a), Value::Number(b)) => (*a, *b),
                     _ => (left.to_number(), right.to_number()),
                 };
-                let r = match chunk.ops[ip] {
+                let r = match op {
                     Op::Plus => a + b,
                     Op::Minus => a - b,
                     Op::Multiply => a * b,
@@ -551,7 +595,10 @@ impl Vm {
             Op::Compare(op) => {
                 let left = self.pop()?;
                 let right = self.pop()?;
-                let r = self.compare(*op, left, right)?;
+                let r = match (&left, &right) {
+                    (Value::Number(a), Value::Number(b)) if is_numeric_compare(*op) => compare_numbers(*op, *a, *b),
+                    _ => self.compare(*op, left, right)?,
+                };
                 self.stack.push(Value::Bool(r));
             }
             Op::GetGlobal(n) => {
@@ -560,8 +607,8 @@ impl Vm {
                     return Err(VmError::runtime("invalid global lookup"));
                 }
                 let start = self.stack.len() - n;
-                let chain: Vec<Value> = self.stack.drain(start..).rev().collect();
-                let v = self.get_global(&chain)?;
+                let v = self.get_global(start)?;
+                self.stack.truncate(start);
                 self.stack.push(v);
             }
             Op::GetLocal(i) => {
@@ -580,7 +627,8 @@ impl Vm {
                 let result = self.pop()?;
                 let done = self.frames.pop().expect("a frame is running");
                 if self.frames.is_empty() {
-                    return Ok(Flow::Done(result));
+                    self.result = result;
+                    return Ok(Flow::Done);
                 }
                 self.close_upvalues(done.stack_start);
                 self.stack.truncate(done.stack_start);
@@ -630,7 +678,7 @@ impl Vm {
                 }
                 let start = self.stack.len() - n;
                 let items: Vec<Value> = self.stack.drain(start..).collect();
-                let v = if matches!(chunk.ops[ip], Op::Array(_)) { Value::array(items) } else { Value::tuple(items) };
+                let v = if matches!(op, Op::Array(_)) { Value::array(items) } else { Value::tuple(items) };
                 self.stack.push(v);
             }
             Op::GetProperty | Op::GetPropertyNullish => {
@@ -740,6 +788,47 @@ impl Vm {
                     *slot = v;
                 }
             }
+            Op::Arith { op: arith, left, right, dst } => {
+                let (Some(a), Some(b)) = (self.operand(base, *left), self.operand(base, *right)) else {
+                    return self.step_original(chunk, ip, base, host);
+                };
+                let r = Value::Number(arith.apply(a, b));
+                match dst {
+                    None => self.stack.push(r),
+                    Some(d) => match self.stack.get_mut(base + *d as usize) {
+                        Some(slot) => *slot = r,
+                        None => return self.step_original(chunk, ip, base, host),
+                    },
+                }
+                self.ops += op.len() as u64 - 1;
+                return Ok(Flow::Goto(ip + op.len()));
+            }
+            Op::CompareJump { op: cmp, target } => {
+                let n = self.stack.len();
+                let (a, b) = match self.stack.get(n.wrapping_sub(2)..) {
+                    Some([Value::Number(b), Value::Number(a)]) => (*a, *b),
+                    _ => return self.step_original(chunk, ip, base, host),
+                };
+                self.stack.truncate(n - 2);
+                self.ops += 1;
+                return Ok(Flow::Goto(if compare_numbers(*cmp, a, b) { ip + 2 } else { *target as usize }));
+            }
+            Op::CompareOperandsJump { op: cmp, left, right, target } => {
+                let (Some(a), Some(b)) = (self.operand(base, *left), self.operand(base, *right)) else {
+                    return self.step_original(chunk, ip, base, host);
+                };
+                self.ops += 3;
+                return Ok(Flow::Goto(if compare_numbers(*cmp, a, b) { ip + 4 } else { *target as usize }));
+            }
+            Op::MoveLocal { from, to } => {
+                let v = self.local(base, *from);
+                match self.stack.get_mut(base + *to as usize) {
+                    Some(slot) => *slot = v,
+                    None => return self.step_original(chunk, ip, base, host),
+                }
+                self.ops += 1;
+                return Ok(Flow::Goto(ip + 2));
+            }
             Op::CloseUpvalue => {
                 if self.stack.is_empty() {
                     return Err(VmError::runtime("stack is empty, can not pop"));
@@ -748,7 +837,6 @@ impl Vm {
                 self.stack.pop();
             }
             Op::CallLocal(argc) => {
-                self.check_time()?;
                 let closure = match self.pop()? {
                     Value::Closure(c) => c,
                     other => {
@@ -760,7 +848,6 @@ impl Vm {
                 return self.call_closure(closure, argc, chunk, ip, host);
             }
             Op::CallGlobal { name, argc, native } => {
-                self.check_time()?;
                 let argc = *argc as usize;
                 self.check_args(argc)?;
                 return self.call_global(name, argc, *native, chunk, ip, host);
@@ -769,13 +856,14 @@ impl Vm {
         Ok(Flow::Next)
     }
 
+    #[inline]
     fn upvalue_id(&self, i: u32) -> VmResult<usize> {
-        let cl = self.current_closure()?;
-        cl.upvalues
-            .get(i as usize)
-            .map(|&id| id as usize)
-            .filter(|&id| id < self.upvalues.len())
-            .ok_or_else(|| VmError::runtime(format!("Invalid upvalue index: {i}")))
+        let closure = self.frames.last().and_then(|f| f.closure.as_deref());
+        match closure.and_then(|c| c.upvalues.get(i as usize)) {
+            Some(&id) if (id as usize) < self.upvalues.len() => Ok(id as usize),
+            _ if closure.is_none() => Err(VmError::runtime("no upvalues outside a function")),
+            _ => Err(VmError::runtime(format!("Invalid upvalue index: {i}"))),
+        }
     }
 
     fn check_args(&self, argc: usize) -> VmResult<()> {
@@ -908,7 +996,8 @@ impl Vm {
         self.async_steps += 1;
         let start = self.stack.len() - argc;
         let args: Vec<Value> = self.stack.drain(start..).collect();
-        Ok(Flow::Suspend(name, args))
+        self.pending = Some((name, args));
+        Ok(Flow::Suspend)
     }
 
     fn call_global(
@@ -959,12 +1048,17 @@ impl Vm {
         Err(VmError::runtime(format!("Unsupported function call: {name}")))
     }
 
-    fn get_global(&mut self, chain: &[Value]) -> VmResult<Value> {
-        let first = chain[0].to_js_string();
+    /// Looks up the global whose chain is on the stack from `start` (pushed last part first).
+    fn get_global(&self, start: usize) -> VmResult<Value> {
+        let chain = &self.stack[start..];
+        let first = &chain[chain.len() - 1];
         if let Value::Dict(d) = &self.globals {
-            let root = d.borrow().get(&Key::str(&first)).cloned();
+            let root = match first {
+                Value::Str(s) => d.borrow().get(&KeyRef::Str(s)).cloned(),
+                other => d.borrow().get(&KeyRef::Str(&other.to_js_string())).cloned(),
+            };
             if let Some(mut v) = root {
-                for key in &chain[1..] {
+                for key in chain[..chain.len() - 1].iter().rev() {
                     if v.is_null() {
                         return Ok(Value::Null);
                     }
@@ -974,11 +1068,11 @@ impl Vm {
             }
         }
         if chain.len() == 1 {
-            if let Some(c) = stdlib::function_value(&first) {
+            if let Some(c) = stdlib::function_value(&first.to_js_string()) {
                 return Ok(c);
             }
         }
-        let path: Vec<String> = chain.iter().map(Value::to_js_string).collect();
+        let path: Vec<String> = chain.iter().rev().map(Value::to_js_string).collect();
         Err(VmError::runtime(format!("Global variable not found: {}", path.join("."))))
     }
 
@@ -1022,12 +1116,33 @@ impl Vm {
     }
 }
 
+/// Whether `compare_numbers` handles this comparison.
+#[inline(always)]
+fn is_numeric_compare(op: Opcode) -> bool {
+    matches!(op, Opcode::EQ | Opcode::NOT_EQ | Opcode::LT | Opcode::LT_EQ | Opcode::GT | Opcode::GT_EQ)
+}
+
+/// `left op right` for two numbers (JavaScript semantics: NaN compares false, except `!=`).
+#[inline(always)]
+fn compare_numbers(op: Opcode, left: f64, right: f64) -> bool {
+    match op {
+        Opcode::EQ => left == right,
+        Opcode::NOT_EQ => left != right,
+        Opcode::LT => left < right,
+        Opcode::LT_EQ => left <= right,
+        Opcode::GT => left > right,
+        _ => left >= right,
+    }
+}
+
 enum Flow {
     Next,
     Goto(usize),
     Switch,
-    Done(Value),
-    Suspend(Rc<str>, Vec<Value>),
+    /// Finished; the result is in `Vm::result`.
+    Done,
+    /// Suspended; the call is in `Vm::pending`.
+    Suspend,
 }
 
 /// PostHog's name of a decoded operation.
@@ -1073,6 +1188,13 @@ fn op_name(op: &Op) -> String {
         Op::GetUpvalue(_) => Opcode::GET_UPVALUE,
         Op::SetUpvalue(_) => Opcode::SET_UPVALUE,
         Op::CloseUpvalue => Opcode::CLOSE_UPVALUE,
+        // Fused instructions are named by what they start with (errors name `Chunk::ops`).
+        Op::Arith { left, .. } | Op::CompareOperandsJump { left, .. } => match left {
+            Operand::Local(_) => Opcode::GET_LOCAL,
+            Operand::Num(_) => Opcode::FLOAT,
+        },
+        Op::CompareJump { op, .. } => *op,
+        Op::MoveLocal { .. } => Opcode::GET_LOCAL,
     };
     code.name().to_string()
 }
@@ -1081,7 +1203,7 @@ fn op_name(op: &Op) -> String {
 /// for anything missing or for non-containers.
 pub fn get_property(obj: &Value, key: &Value) -> VmResult<Value> {
     Ok(match obj {
-        Value::Dict(d) => match key.to_key() {
+        Value::Dict(d) => match KeyRef::of(key) {
             Some(k) => d.borrow().get(&k).cloned().unwrap_or_default(),
             None => Value::Null,
         },

@@ -1,8 +1,14 @@
 //! The `hogpipe` binary: command line and wiring of the crates.
 
+mod bench_cli;
 mod hog_cli;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc: per-event work allocates and frees many small values; glibc's allocator spends more
+/// time consolidating than the VM spends running (measured with `hogpipe bench hog`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 /// hogpipe: PostHog's data plane in one fast binary.
@@ -20,11 +26,17 @@ enum Command {
         #[command(subcommand)]
         command: hog_cli::HogCommand,
     },
+    /// Measure speed: `hogpipe bench hog` times the Hog VM on the benchmark programs.
+    Bench {
+        #[command(subcommand)]
+        command: bench_cli::BenchCommand,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Hog { command } => hog_cli::run(command),
+        Command::Bench { command } => bench_cli::run(command),
     }
 }
