@@ -549,7 +549,8 @@ fn trim_side(args: &[Value], side: Side) -> NativeResult {
         }
         Value::Array(a) | Value::Tuple(a) => {
             let items = a.borrow();
-            let is_c = |v: &Value| matches!((v, ch), (Value::Str(s), Some(c)) if s.len() == c.len_utf8() && s.starts_with(c));
+            let is_c =
+                |v: &Value| matches!((v, ch), (Value::Str(s), Some(c)) if s.len() == c.len_utf8() && s.starts_with(c));
             let mut start = 0;
             let mut end = items.len();
             if side != Side::Right {
@@ -600,8 +601,11 @@ fn push_substitution(out: &mut String, repl: &str, s: &str, pos: usize, matched_
     out.push_str(rest);
 }
 
+/// The string, search text and replacement of replaceOne/replaceAll.
+type ReplaceArgs<'a> = (&'a str, Cow<'a, str>, Cow<'a, str>);
+
 /// The three arguments of replaceOne/replaceAll: `None` when the string is null.
-fn replace_args(args: &[Value]) -> Result<Option<(&str, Cow<'_, str>, Cow<'_, str>)>, StdlibError> {
+fn replace_args(args: &[Value]) -> Result<Option<ReplaceArgs<'_>>, StdlibError> {
     let Some(s) = string_arg(args, 0)? else { return Ok(None) };
     let search = js_string(args.get(1).unwrap_or(&Value::Null))?;
     let repl = js_string(args.get(2).unwrap_or(&Value::Null))?;
@@ -792,14 +796,14 @@ fn substring(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
         Some(Value::Number(n)) => *n,
         _ => len - start,
     };
-    // NaN compares false everywhere, as in JavaScript.
-    if start < 0.0 || length < 0.0 || !(start < len) {
+    // As in JavaScript, a NaN start gives '' and a NaN length an empty slice.
+    if start.is_nan() || start < 0.0 || start >= len || length < 0.0 {
         return Ok(Value::from(""));
     }
     let end = start + length;
     let from = start.trunc();
     let to = if end.is_nan() { 0.0 } else { end.trunc().min(len) };
-    if !(from < to) {
+    if from >= to {
         return Ok(Value::from(""));
     }
     // Both are whole numbers in 0..=len here.
