@@ -823,12 +823,12 @@ fn position_case_insensitive(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     Ok(Value::Number(hay.find(&needle).map_or(0, |i| utf16_index(&hay, i) + 1) as f64))
 }
 
-/// The value as a string value for the VM's matchers (which coerce with `String(x)` themselves,
-/// but without guarding against arrays that contain themselves).
+/// The value as a string value for the VM's matchers, coerced here with [`js_string`] (dicts are
+/// `[object Map]`, arrays that contain themselves are safe).
 fn as_string_value(v: &Value) -> Result<Cow<'_, Value>, StdlibError> {
     match v {
-        Value::Array(_) | Value::Tuple(_) => Ok(Cow::Owned(Value::from(js_string(v)?.into_owned()))),
-        other => Ok(Cow::Borrowed(other)),
+        Value::Str(_) => Ok(Cow::Borrowed(v)),
+        other => Ok(Cow::Owned(Value::from(js_string(other)?.into_owned()))),
     }
 }
 
@@ -855,6 +855,10 @@ fn not_ilike(ctx: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
 }
 
 fn match_fn(ctx: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
+    // Falsy values (null, '', 0, false) never match, as in PostHog; then both sides are strings.
+    if !args.iter().take(2).all(Value::truthy) || args.len() < 2 {
+        return Ok(Value::Bool(false));
+    }
     let s = as_string_value(args.first().unwrap_or(&Value::Null))?;
     let p = as_string_value(args.get(1).unwrap_or(&Value::Null))?;
     Ok(Value::Bool(vm::regex_match(ctx.regex, &p, &s, false).map_err(regex_error)?))
