@@ -7,10 +7,9 @@
 //! `[item]`), as PostHog's VM does. Sorting is JavaScript's default sort: stable, by each item's
 //! text (`String(x)`) compared in UTF-16 code units, so `[10, 9, 1]` sorts to `[1, 10, 9]`.
 
-use super::math::js_string;
-use super::{arg, Ctx, NativeFunction, NativeResult};
+use super::math::write_js_string;
+use super::{arg, Ctx, NativeFunction, NativeResult, StdlibError};
 use crate::value::Value;
-use std::borrow::Cow;
 use std::cmp::Ordering;
 
 /// The collections family.
@@ -326,13 +325,20 @@ fn js_str_cmp(a: &str, b: &str) -> Ordering {
 }
 
 /// JavaScript's default `Array.prototype.sort` of a copy: stable, by `String(item)`.
-fn sorted(v: &Value) -> Result<Vec<Value>, super::StdlibError> {
+fn sorted(v: &Value) -> Result<Vec<Value>, StdlibError> {
     let Some(items) = array_items(v).map(|a| a.clone()) else {
         return Ok(Vec::new());
     };
-    let keys = items.iter().map(js_string).collect::<Result<Vec<Cow<'_, str>>, _>>()?;
+    // Every item's text, one after another in one buffer (at most 64 MB in all).
+    let mut text = String::new();
+    let mut spans = Vec::with_capacity(items.len());
+    for item in &items {
+        let start = text.len();
+        write_js_string(item, &mut text)?;
+        spans.push(start..text.len());
+    }
     let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by(|&i, &j| js_str_cmp(&keys[i], &keys[j]));
+    order.sort_by(|&i, &j| js_str_cmp(&text[spans[i].clone()], &text[spans[j].clone()]));
     Ok(order.into_iter().map(|i| items[i].clone()).collect())
 }
 

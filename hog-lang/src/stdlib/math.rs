@@ -12,6 +12,7 @@ use crate::bytecode::Opcode;
 use crate::value::{format_number, js_string_to_number, Value};
 use crate::vm::order;
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::rc::Rc;
 
 /// The most elements `range` makes.
@@ -145,11 +146,33 @@ pub fn js_string(v: &Value) -> Result<Cow<'_, str>, StdlibError> {
         Value::Str(s) => Ok(Cow::Borrowed(&**s)),
         Value::Array(_) | Value::Tuple(_) => {
             let mut out = String::new();
-            write_js_items(v, &mut out, &mut Vec::new())?;
+            write_js_string(v, &mut out)?;
             Ok(Cow::Owned(out))
         }
-        other => Ok(Cow::Owned(js_scalar_string(other).into_owned())),
+        other => Ok(js_scalar_string(other)),
     }
+}
+
+/// Appends `String(value)` (see `js_string`) to `out`; fails when `out` would pass 64 MB.
+pub fn write_js_string(v: &Value, out: &mut String) -> Result<(), StdlibError> {
+    match v {
+        Value::Array(_) | Value::Tuple(_) => write_js_items(v, out, &mut Vec::new()),
+        Value::Str(s) => {
+            out.push_str(s);
+            check_size(out)
+        }
+        other => {
+            write_js_scalar(other, out);
+            check_size(out)
+        }
+    }
+}
+
+fn check_size(out: &str) -> Result<(), StdlibError> {
+    if out.len() > MAX_STRING {
+        return Err(StdlibError::Invalid("the value as text would be larger than 64 MB".into()));
+    }
+    Ok(())
 }
 
 fn js_scalar_string(v: &Value) -> Cow<'static, str> {
@@ -164,9 +187,20 @@ fn js_scalar_string(v: &Value) -> Cow<'static, str> {
     }
 }
 
+fn write_js_scalar(v: &Value, out: &mut String) {
+    match v {
+        // Whole numbers print as plain digits; skip format_number's allocation for them.
+        Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 && *n != 0.0 => {
+            let _ = write!(out, "{}", *n as i64);
+        }
+        Value::Str(s) => out.push_str(s),
+        other => out.push_str(&js_scalar_string(other)),
+    }
+}
+
 fn write_js_items(v: &Value, out: &mut String, seen: &mut Vec<*const ()>) -> Result<(), StdlibError> {
     let (Value::Array(a) | Value::Tuple(a)) = v else {
-        out.push_str(&js_scalar_string(v));
+        write_js_scalar(v, out);
         return Ok(());
     };
     let ptr = Rc::as_ptr(a) as *const ();
@@ -183,13 +217,10 @@ fn write_js_items(v: &Value, out: &mut String, seen: &mut Vec<*const ()>) -> Res
         }
         match item {
             Value::Null => {}
-            Value::Str(s) => out.push_str(s),
             Value::Array(_) | Value::Tuple(_) => write_js_items(item, out, seen)?,
-            other => out.push_str(&js_scalar_string(other)),
+            other => write_js_scalar(other, out),
         }
-        if out.len() > MAX_STRING {
-            return Err(StdlibError::Invalid("the array as text would be larger than 64 MB".into()));
-        }
+        check_size(out)?;
     }
     seen.pop();
     Ok(())
