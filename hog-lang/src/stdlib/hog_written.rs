@@ -35,7 +35,7 @@ pub const FUNCTIONS: &[HogFunction] = &[
         params: &["func", "arr"],
         signature: "arrayMap(func: (x) -> y, arr: array) -> array",
         description: "A new array of func(x) for each item",
-        examples: &[("arrayMap(x -> x * 2, [1, 2, 3])", "[2, 4, 6]"), ("arrayMap(x -> upper(x), ('a', 'b'))", "['A', 'B']"), ("arrayMap(x -> x, null)", "[]"), ("arrayMap(null, [1])", "error: ")],
+        examples: &[("arrayMap(x -> x * 2, [1, 2, 3])", "[2, 4, 6]"), ("arrayMap(x -> upper(x), ('a', 'b'))", "['A', 'B']"), ("arrayMap(x -> x, null)", "[]"), ("arrayMap(null, [1])", "error: not a function")],
         source: "let result := []
             for (let x in arr) { result := arrayPushBack(result, func(x)) }
             return result",
