@@ -1,5 +1,10 @@
 //! Standard-library functions written in Hog, as PostHog writes them, compiled by this crate's
-//! compiler on first use (once per thread).
+//! compiler on first use (once per thread): `arrayMap`, `arrayFilter`, `arrayExists`,
+//! `arrayCount`, `arrayReduce`, `sortableSemver`, `inCohort`, `notInCohort`.
+//!
+//! They loop with `for (let x in arr)`, which iterates `values(arr)`: a dict's values, and nothing
+//! for null or a string (so `arrayMap(f, null)` is `[]`, `arrayExists(f, null)` false,
+//! `arrayCount(f, null)` 0 and `arrayReduce(f, null, init)` is `init`).
 
 use crate::bytecode::{decode, Chunk};
 use crate::compiler::{compile_function_body, CompileOptions};
@@ -30,7 +35,7 @@ pub const FUNCTIONS: &[HogFunction] = &[
         params: &["func", "arr"],
         signature: "arrayMap(func: (x) -> y, arr: array) -> array",
         description: "A new array of func(x) for each item",
-        examples: &[],
+        examples: &[("arrayMap(x -> x * 2, [1, 2, 3])", "[2, 4, 6]"), ("arrayMap(x -> upper(x), ('a', 'b'))", "['A', 'B']"), ("arrayMap(x -> x, null)", "[]"), ("arrayMap(null, [1])", "error: not a function")],
         source: "let result := []
             for (let x in arr) { result := arrayPushBack(result, func(x)) }
             return result",
@@ -40,7 +45,7 @@ pub const FUNCTIONS: &[HogFunction] = &[
         params: &["func", "arr"],
         signature: "arrayFilter(func: (x) -> boolean, arr: array) -> array",
         description: "The items for which func(x) is truthy",
-        examples: &[],
+        examples: &[("arrayFilter(x -> x > 1, [1, 2, 3])", "[2, 3]"), ("arrayFilter(x -> x, [0, '', null, 'a'])", "['a']"), ("arrayFilter(x -> true, null)", "[]")],
         source: "let result := []
             for (let x in arr) { if (func(x)) { result := arrayPushBack(result, x) } }
             return result",
@@ -50,7 +55,7 @@ pub const FUNCTIONS: &[HogFunction] = &[
         params: &["func", "arr"],
         signature: "arrayExists(func: (x) -> boolean, arr: array) -> boolean",
         description: "Whether func(x) is truthy for some item",
-        examples: &[],
+        examples: &[("arrayExists(x -> x = 2, [1, 2])", "true"), ("arrayExists(x -> x > 5, [1, 2])", "false"), ("arrayExists(x -> true, null)", "false")],
         source: "for (let x in arr) { if (func(x)) { return true } }
             return false",
     },
@@ -59,7 +64,7 @@ pub const FUNCTIONS: &[HogFunction] = &[
         params: &["func", "arr"],
         signature: "arrayCount(func: (x) -> boolean, arr: array) -> integer",
         description: "How many items func(x) is truthy for",
-        examples: &[],
+        examples: &[("arrayCount(x -> x > 1, [1, 2, 3])", "2"), ("arrayCount(x -> true, [])", "0"), ("arrayCount(x -> true, null)", "0")],
         source: "let count := 0
             for (let x in arr) { if (func(x)) { count := count + 1 } }
             return count",
@@ -69,10 +74,50 @@ pub const FUNCTIONS: &[HogFunction] = &[
         params: &["func", "arr", "initial"],
         signature: "arrayReduce(func: (acc, x) -> acc, arr: array, initial) -> any",
         description: "Folds the array from the left, starting from initial",
-        examples: &[],
+        examples: &[("arrayReduce((acc, x) -> acc + x, [1, 2, 3], 10)", "16"), ("arrayReduce((acc, x) -> concat(acc, x), ['b', 'c'], 'a')", "'abc'"), ("arrayReduce((acc, x) -> acc + x, null, 5)", "5")],
         source: "let result := initial
             for (let x in arr) { result := func(result, x) }
             return result",
+    },
+    HogFunction {
+        name: "sortableSemver",
+        params: &["version"],
+        signature: "sortableSemver(version: string) -> array",
+        description: "The first dotted number in the text (`v1.10.2-beta` gives [1, 10, 2]), as integers, for comparing versions; [] when there is none",
+        examples: &[
+            ("sortableSemver('v1.10.2-beta')", "[1, 10, 2]"),
+            ("sortableSemver('1.2') < sortableSemver('1.10')", "true"),
+            ("sortableSemver('no version')", "[]"),
+            ("sortableSemver(null)", "[]"),
+        ],
+        source: "if (version = null) { return [] }
+            let dotted := extractRegex(version, '(\\\\d+(\\\\.\\\\d+)+)')
+            if (empty(dotted)) { return [] }
+            return arrayMap(part -> toInt(part) ?? 0, splitByString('.', dotted))",
+    },
+    HogFunction {
+        name: "inCohort",
+        params: &["cohort_id", "cohort_ids"],
+        signature: "inCohort(cohort_id, cohort_ids: array) -> boolean",
+        description: "Whether cohort_id is among the person's cohort ids (fails when they were not loaded)",
+        examples: &[("inCohort(2, [1, 2])", "true"), ("inCohort(3, [1, 2])", "false"), ("inCohort(1, null)", "error: requires cohort membership")],
+        source: "if (cohort_ids = null) {
+                throw Error('inCohort() requires cohort membership to be loaded for this evaluation')
+            }
+            for (let id in cohort_ids) { if (id = cohort_id) { return true } }
+            return false",
+    },
+    HogFunction {
+        name: "notInCohort",
+        params: &["cohort_id", "cohort_ids"],
+        signature: "notInCohort(cohort_id, cohort_ids: array) -> boolean",
+        description: "Whether cohort_id is not among the person's cohort ids (fails when they were not loaded)",
+        examples: &[("notInCohort(3, [1, 2])", "true"), ("notInCohort(1, [1, 2])", "false"), ("notInCohort(1, null)", "error: requires cohort membership")],
+        source: "if (cohort_ids = null) {
+                throw Error('notInCohort() requires cohort membership to be loaded for this evaluation')
+            }
+            for (let id in cohort_ids) { if (id = cohort_id) { return false } }
+            return true",
     },
 ];
 
@@ -80,21 +125,25 @@ thread_local! {
     static CHUNKS: RefCell<HashMap<&'static str, (usize, Rc<Chunk>)>> = RefCell::new(HashMap::new());
 }
 
-/// The compiled chunk of a Hog-written function.
+/// The compiled chunk of a Hog-written function (`None` if there is none of this name, or if it
+/// does not compile against this build's standard library, which `tests::all_compile` catches).
 pub fn chunk(name: &str) -> Option<(usize, Rc<Chunk>)> {
     let f = FUNCTIONS.iter().find(|f| f.name == name)?;
     CHUNKS.with(|c| {
         if let Some(hit) = c.borrow().get(f.name) {
             return Some(hit.clone());
         }
-        let code = compile_function_body(f.params, f.source, &CompileOptions::any_globals())
-            .unwrap_or_else(|d| panic!("built-in {} does not compile: {d}", f.name));
-        let chunk = decode(&format!("stl/{}", f.name), 1, &code.items, Some(&code.spans), Some(Rc::from(f.source)))
-            .unwrap_or_else(|e| panic!("built-in {} does not decode: {e}", f.name));
-        let entry = (f.params.len(), Rc::new(chunk));
+        let entry = (f.params.len(), Rc::new(compile(f).ok()?));
         c.borrow_mut().insert(f.name, entry.clone());
         Some(entry)
     })
+}
+
+fn compile(f: &HogFunction) -> Result<Chunk, String> {
+    let code = compile_function_body(f.params, f.source, &CompileOptions::any_globals())
+        .map_err(|d| format!("built-in {} does not compile: {d}", f.name))?;
+    decode(&format!("stl/{}", f.name), 1, &code.items, Some(&code.spans), Some(Rc::from(f.source)))
+        .map_err(|e| format!("built-in {} does not decode: {e}", f.name))
 }
 
 #[cfg(test)]
@@ -102,7 +151,9 @@ mod tests {
     #[test]
     fn all_compile() {
         for f in super::FUNCTIONS {
-            assert!(super::chunk(f.name).is_some(), "{}", f.name);
+            if let Err(e) = super::compile(f) {
+                panic!("{e}");
+            }
         }
     }
 }
