@@ -253,7 +253,7 @@ impl RegexCache {
         if let Some(r) = self.map.get(pattern) {
             return Ok(r.clone());
         }
-        let r = regex::RegexBuilder::new(pattern)
+        let r = regex::RegexBuilder::new(&re2_classes(pattern))
             .size_limit(1 << 20)
             .build()
             .map_err(|e| InvalidRegex { pattern: pattern.to_string(), reason: e.to_string() })?;
@@ -1352,7 +1352,7 @@ pub fn order(op: Opcode, left: &Value, right: &Value) -> bool {
 }
 
 /// JavaScript's abstract relational comparison: strings by code units, otherwise numerically.
-fn js_order(left: &Value, right: &Value) -> Option<std::cmp::Ordering> {
+pub fn js_order(left: &Value, right: &Value) -> Option<std::cmp::Ordering> {
     let prim = |v: &Value| -> Value {
         match v {
             Value::Array(_) | Value::Tuple(_) | Value::Dict(_) | Value::Error(_) | Value::Closure(_) => {
@@ -1387,6 +1387,64 @@ pub fn contains(haystack: &Value, needle: &Value) -> VmResult<bool> {
     })
 }
 
+/// RE2 (PostHog's engine) and JavaScript make `\d`, `\w`, `\s` and `\b` ASCII-only; Rust's
+/// `regex` makes them Unicode-aware. Rewrites them to their ASCII forms so `match('٣', '\\d')` is
+/// false as in PostHog. Negated classes inside brackets (`[\D]`) are left as they are.
+fn re2_classes(pattern: &str) -> std::borrow::Cow<'_, str> {
+    if !pattern.contains('\\') {
+        return std::borrow::Cow::Borrowed(pattern);
+    }
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut in_class = false;
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let Some(n) = chars.next() else {
+                    out.push(c);
+                    break;
+                };
+                match (n, in_class) {
+                    ('d', false) => out.push_str("[0-9]"),
+                    ('D', false) => out.push_str("[^0-9]"),
+                    ('w', false) => out.push_str("[0-9A-Za-z_]"),
+                    ('W', false) => out.push_str("[^0-9A-Za-z_]"),
+                    ('s', false) => out.push_str("[\\t\\n\\x0B\\x0C\\r ]"),
+                    ('S', false) => out.push_str("[^\\t\\n\\x0B\\x0C\\r ]"),
+                    ('b', false) => out.push_str("(?-u:\\b)"),
+                    ('B', false) => out.push_str("(?-u:\\B)"),
+                    ('d', true) => out.push_str("0-9"),
+                    ('w', true) => out.push_str("0-9A-Za-z_"),
+                    ('s', true) => out.push_str("\\t\\n\\x0B\\x0C\\r "),
+                    _ => {
+                        out.push(c);
+                        out.push(n);
+                    }
+                }
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+                // A `]` right after `[` or `[^` is a literal.
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+                if chars.peek() == Some(&']') {
+                    out.push(']');
+                    chars.next();
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// SQL `LIKE`: `%` any run, `_` one character; the rest literal.
 pub fn like(
     cache: &mut RegexCache,
@@ -1399,7 +1457,6 @@ pub fn like(
     if case_insensitive {
         re.push_str("(?i)");
     }
-    re.push_str("(?s)");
     for c in pattern.chars() {
         match c {
             '%' => re.push_str(".*"),

@@ -145,3 +145,31 @@ fn pathological_nesting_is_a_diagnostic_not_a_crash() {
     let ok = format!("print({}1{})", "(".repeat(100), ")".repeat(100));
     assert_eq!(run_source(&ok, &CompileOptions::default()).expect("runs").lines, vec!["1"]);
 }
+
+fn result_of(source: &str) -> String {
+    run_source(source, &CompileOptions::default()).expect("runs").result.repr()
+}
+
+#[test]
+fn regex_classes_are_ascii_as_in_re2() {
+    // Arabic-Indic digit three, a non-breaking space, an accented letter.
+    assert_eq!(result_of("return '\u{663}' =~ '\\\\d'"), "false");
+    assert_eq!(result_of("return '7' =~ '^\\\\d$'"), "true");
+    assert_eq!(result_of("return '\u{a0}' =~ '\\\\s'"), "false");
+    assert_eq!(result_of("return 'é' =~ '^\\\\w$'"), "false");
+    assert_eq!(result_of("return 'a_1' =~ '^[\\\\w]+$'"), "true");
+    // (`\\b` in a Hog string literal is a backspace after PostHog's escapes, so call the VM directly.)
+    let mut cache = hog_lang::vm::RegexCache::default();
+    let m = |c: &mut hog_lang::vm::RegexCache, p: &str, v: &str| {
+        hog_lang::vm::regex_match(c, &Value::from(p), &Value::from(v), false).expect("valid")
+    };
+    assert!(m(&mut cache, r"\bx\b", "x y"));
+    assert!(!m(&mut cache, r"\bé", "é"), "é is not an ASCII word character, so there is no boundary before it");
+    assert_eq!(result_of("return 'a]' =~ '[]a]+'"), "true");
+}
+
+#[test]
+fn like_wildcards_do_not_cross_lines() {
+    assert_eq!(result_of("return 'a\\nb' like 'a%b'"), "false");
+    assert_eq!(result_of("return 'axxb' like 'a%b'"), "true");
+}

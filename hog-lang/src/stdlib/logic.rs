@@ -11,7 +11,7 @@
 use super::{arg, Ctx, NativeFunction, NativeResult, StdlibError};
 use crate::bytecode::Opcode;
 use crate::value::Value;
-use crate::vm::{equals, order};
+use crate::vm::js_order;
 
 /// The logic family.
 pub const FUNCTIONS: &[NativeFunction] = &[
@@ -98,7 +98,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
         min_args: 2,
         max_args: Some(2),
         func: equals_fn,
-        examples: &[("equals(1, 1.0)", "true"), ("equals('a', 'A')", "false"), ("equals(null, 0)", "false")],
+        examples: &[("equals(1, 1.0)", "true"), ("equals(1, '1')", "false"), ("equals(null, 0)", "false")],
     },
     NativeFunction {
         name: "notEquals",
@@ -217,19 +217,36 @@ fn pair(args: &[Value]) -> (Value, Value) {
     (arg(args, 0), arg(args, 1))
 }
 
+/// PostHog's `equals` function is JavaScript's `===` (unlike the `=` operator, it does not align
+/// types: `equals(1, '1')` is false; containers are equal only to themselves).
 fn equals_fn(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     let (a, b) = pair(args);
-    Ok(Value::Bool(equals(&a, &b)))
+    Ok(Value::Bool(a.strict_eq(&b)))
 }
 
 fn not_equals(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     let (a, b) = pair(args);
-    Ok(Value::Bool(!equals(&a, &b)))
+    Ok(Value::Bool(!a.strict_eq(&b)))
 }
 
+/// PostHog's ordering functions are JavaScript's `>`, `<`, … (no type alignment), except that, as
+/// HOG.md requires, a null on either side makes them false.
 fn compare(op: Opcode, args: &[Value]) -> NativeResult {
+    use std::cmp::Ordering::*;
     let (a, b) = pair(args);
-    Ok(Value::Bool(order(op, &a, &b)))
+    if a.is_null() || b.is_null() {
+        return Ok(Value::Bool(false));
+    }
+    let r = match js_order(&a, &b) {
+        None => false,
+        Some(o) => match op {
+            Opcode::GT => o == Greater,
+            Opcode::GT_EQ => o != Less,
+            Opcode::LT => o == Less,
+            _ => o != Greater,
+        },
+    };
+    Ok(Value::Bool(r))
 }
 
 fn greater(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
