@@ -60,6 +60,14 @@ impl std::hash::Hash for Key {
 }
 
 impl Key {
+    /// The key's text when it is a string.
+    pub fn as_ref_str(&self) -> Option<&str> {
+        match self {
+            Key::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// A borrowed view, for lookups.
     pub fn as_ref(&self) -> KeyRef<'_> {
         match self {
@@ -184,6 +192,88 @@ pub struct DateTimeValue {
     pub zone: Rc<str>,
 }
 
+/// The shared, mutable storage of an array or tuple (derefs to its `RefCell`). Dropping one never
+/// recurses: nested containers are dropped one at a time (see `drop_nested`), so a program that
+/// nests a million arrays cannot overflow the native stack when they are freed.
+#[derive(Debug, Default)]
+pub struct ArrayCell(RefCell<Vec<Value>>);
+
+/// The shared, mutable storage of a dict (derefs to its `RefCell`); dropped like `ArrayCell`.
+#[derive(Debug, Default)]
+pub struct DictCell(RefCell<Dict>);
+
+impl ArrayCell {
+    /// Storage holding these items.
+    pub fn new(items: Vec<Value>) -> Self {
+        ArrayCell(RefCell::new(items))
+    }
+}
+
+impl DictCell {
+    /// Storage holding this dict.
+    pub fn new(d: Dict) -> Self {
+        DictCell(RefCell::new(d))
+    }
+}
+
+impl std::ops::Deref for ArrayCell {
+    type Target = RefCell<Vec<Value>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for DictCell {
+    type Target = RefCell<Dict>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for ArrayCell {
+    fn drop(&mut self) {
+        let items = self.0.get_mut();
+        if items.iter().any(Value::owns_values) {
+            drop_nested(std::mem::take(items));
+        }
+    }
+}
+
+impl Drop for DictCell {
+    fn drop(&mut self) {
+        let d = self.0.get_mut();
+        if d.values().any(Value::owns_values) {
+            drop_nested(std::mem::take(d).into_values().collect());
+        }
+    }
+}
+
+impl Drop for ErrorValue {
+    fn drop(&mut self) {
+        if self.payload.owns_values() {
+            drop_nested(vec![std::mem::take(&mut self.payload)]);
+        }
+    }
+}
+
+thread_local! {
+    static DROP_QUEUE: RefCell<Vec<Value>> = const { RefCell::new(Vec::new()) };
+    static DROPPING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Drops values that may hold further containers without recursion: the outermost call drains a
+/// queue, and drops started while draining only add to it.
+fn drop_nested(values: Vec<Value>) {
+    DROP_QUEUE.with(|q| q.borrow_mut().extend(values.into_iter().filter(Value::owns_values)));
+    if DROPPING.with(|d| d.replace(true)) {
+        return;
+    }
+    while let Some(v) = DROP_QUEUE.with(|q| q.borrow_mut().pop()) {
+        drop(v);
+    }
+    DROPPING.with(|d| d.set(false));
+}
+
 /// A Hog value.
 #[derive(Debug, Default)]
 pub enum Value {
@@ -197,11 +287,11 @@ pub enum Value {
     /// An immutable shared string.
     Str(Rc<str>),
     /// A mutable shared array.
-    Array(Rc<RefCell<Vec<Value>>>),
+    Array(Rc<ArrayCell>),
     /// A tuple: an array that prints with parentheses.
-    Tuple(Rc<RefCell<Vec<Value>>>),
+    Tuple(Rc<ArrayCell>),
     /// A mutable shared dict.
-    Dict(Rc<RefCell<Dict>>),
+    Dict(Rc<DictCell>),
     /// An error object.
     Error(Rc<ErrorValue>),
     /// A function before it is closed over (transient on the stack).
@@ -236,6 +326,13 @@ impl Clone for Value {
     }
 }
 
+impl Value {
+    /// Whether dropping this value may drop further values (a container or an error).
+    fn owns_values(&self) -> bool {
+        matches!(self, Value::Array(_) | Value::Tuple(_) | Value::Dict(_) | Value::Error(_))
+    }
+}
+
 impl From<bool> for Value {
     fn from(b: bool) -> Self {
         Value::Bool(b)
@@ -265,17 +362,17 @@ impl From<String> for Value {
 impl Value {
     /// A new array value.
     pub fn array(items: Vec<Value>) -> Value {
-        Value::Array(Rc::new(RefCell::new(items)))
+        Value::Array(Rc::new(ArrayCell::new(items)))
     }
 
     /// A new tuple value.
     pub fn tuple(items: Vec<Value>) -> Value {
-        Value::Tuple(Rc::new(RefCell::new(items)))
+        Value::Tuple(Rc::new(ArrayCell::new(items)))
     }
 
     /// A new dict value.
     pub fn dict(d: Dict) -> Value {
-        Value::Dict(Rc::new(RefCell::new(d)))
+        Value::Dict(Rc::new(DictCell::new(d)))
     }
 
     /// A new dict from string keys.
@@ -579,10 +676,18 @@ pub fn escape_identifier(s: &str) -> String {
     out
 }
 
+/// Containers nested deeper than this print as `...` (JavaScript would fail with a stack
+/// overflow; printing must never take the process down).
+pub const MAX_PRINT_DEPTH: usize = 1000;
+
 fn write_repr(v: &Value, out: &mut String, seen: &mut Vec<usize>) {
     if let Some(ptr) = v.container_ptr() {
         if seen.contains(&ptr) {
             out.push_str("null");
+            return;
+        }
+        if seen.len() >= MAX_PRINT_DEPTH {
+            out.push_str("...");
             return;
         }
         seen.push(ptr);
@@ -631,7 +736,13 @@ fn write_repr(v: &Value, out: &mut String, seen: &mut Vec<usize>) {
             // JavaScript truthiness, as PostHog prints: containers always show, `null` never does.
             if e.payload.truthy() {
                 out.push_str(", ");
-                write_repr(&e.payload, out, seen);
+                if seen.len() >= MAX_PRINT_DEPTH {
+                    out.push_str("...");
+                } else {
+                    seen.push(Rc::as_ptr(e) as usize);
+                    write_repr(&e.payload, out, seen);
+                    seen.pop();
+                }
             }
             out.push(')');
         }

@@ -88,6 +88,19 @@ pub struct Limits {
     pub max_async_steps: usize,
     /// Maximum operations executed (0 for none).
     pub max_ops: u64,
+    /// Maximum bytes the program's live values may take (0 for none); measured on the values
+    /// reachable from the stack and upvalues (strings by length, containers by their slots).
+    pub max_memory: usize,
+    /// Maximum lines printed per invocation (0 for none).
+    pub max_print_lines: usize,
+}
+
+impl Limits {
+    /// PostHog's limits for functions in the pipeline (CDP): 0.5 s, 64 MB, 1000 frames,
+    /// 300 arguments, 5 async steps, 25 printed lines.
+    pub fn function() -> Self {
+        Limits { timeout: Duration::from_millis(500), max_async_steps: 5, max_print_lines: 25, ..Limits::default() }
+    }
 }
 
 impl Default for Limits {
@@ -98,6 +111,8 @@ impl Default for Limits {
             max_args: 300,
             max_async_steps: 100,
             max_ops: 0,
+            max_memory: 64 << 20,
+            max_print_lines: 0,
         }
     }
 }
@@ -287,6 +302,12 @@ pub struct Vm {
     result: Value,
     /// The async call of a suspension, on its way out of the loop.
     pending: Option<(Rc<str>, Vec<Value>)>,
+    /// Bytes of values created since memory was last measured.
+    allocated: usize,
+    /// Measure live memory when `allocated` passes this.
+    memory_check_at: usize,
+    /// Lines printed in this invocation.
+    printed: usize,
 }
 
 impl Vm {
@@ -308,6 +329,9 @@ impl Vm {
             spent: Duration::ZERO,
             result: Value::Null,
             pending: None,
+            allocated: 0,
+            memory_check_at: 0,
+            printed: 0,
         }
     }
 
@@ -329,6 +353,9 @@ impl Vm {
         self.ops = 0;
         self.spent = Duration::ZERO;
         self.async_steps = 0;
+        self.printed = 0;
+        self.allocated = 0;
+        self.memory_check_at = self.limits.max_memory;
         self.stack.clear();
         self.frames.clear();
         self.throw_stack.clear();
@@ -407,6 +434,37 @@ impl Vm {
             }
             self.sorted_upvalues.pop();
         }
+    }
+
+    /// Counts `bytes` of newly created values; past the threshold, measures what is live.
+    #[inline]
+    fn charge(&mut self, bytes: usize) -> VmResult<()> {
+        self.allocated += bytes;
+        if self.limits.max_memory > 0 && self.allocated > self.memory_check_at {
+            return self.check_memory();
+        }
+        Ok(())
+    }
+
+    /// Measures the live values; fails past the memory limit, else sets when to measure next
+    /// (after as many new bytes as could bring live memory to the limit, so no overshoot is missed).
+    #[inline(never)]
+    fn check_memory(&mut self) -> VmResult<()> {
+        let max = self.limits.max_memory;
+        let roots = self.stack.iter().chain(self.upvalues.iter().filter(|u| u.closed).map(|u| &u.value));
+        let live = crate::memory::live_bytes(roots, max.saturating_add(1));
+        if live > max {
+            return Err(VmError::limit(
+                "memory",
+                format!(
+                    "Memory limit of {} exceeded: the program's values take more than that",
+                    crate::memory::format_bytes(max)
+                ),
+            ));
+        }
+        self.allocated = 0;
+        self.memory_check_at = (max - live).max(max / 16);
+        Ok(())
     }
 
     fn check_time(&mut self) -> VmResult<()> {
@@ -669,6 +727,7 @@ impl Vm {
                     d.insert(key, v);
                 }
                 drop(it);
+                self.charge(crate::memory::DICT_BASE + n / 2 * crate::memory::DICT_ENTRY)?;
                 self.stack.push(Value::dict(d));
             }
             Op::Array(n) | Op::Tuple(n) => {
@@ -678,6 +737,7 @@ impl Vm {
                 }
                 let start = self.stack.len() - n;
                 let items: Vec<Value> = self.stack.drain(start..).collect();
+                self.charge(crate::memory::ARRAY_BASE + n * crate::memory::SLOT)?;
                 let v = if matches!(op, Op::Array(_)) { Value::array(items) } else { Value::tuple(items) };
                 self.stack.push(v);
             }
@@ -692,6 +752,7 @@ impl Vm {
                 let key = self.pop()?;
                 let obj = self.pop()?;
                 set_property(&obj, &key, value)?;
+                self.charge(crate::memory::DICT_ENTRY)?;
             }
             Op::Throw => {
                 let exception = self.pop()?;
@@ -949,7 +1010,12 @@ impl Vm {
         let n = if pad { f.max_args.unwrap_or(argc).max(argc) } else { argc };
         let start = self.stack.len() - n;
         let result = {
-            let mut ctx = Ctx { host, regex: &mut self.regex };
+            let mut ctx = Ctx {
+                host,
+                regex: &mut self.regex,
+                printed: &mut self.printed,
+                max_printed: self.limits.max_print_lines,
+            };
             if version == 0 {
                 let mut args: Vec<Value> = self.stack[start..].to_vec();
                 args.reverse();
@@ -960,12 +1026,16 @@ impl Vm {
         };
         self.stack.truncate(start);
         let v = result.map_err(|m| {
-            let mut e = VmError::runtime(m.to_string());
+            let mut e = match m {
+                StdlibError::Limit(text) => VmError::limit("printed lines", text),
+                other => VmError::runtime(other.to_string()),
+            };
             e.operation = Some(format!("{}()", f.name));
             e
         })?;
+        let cost = crate::memory::cost(&v);
         self.stack.push(v);
-        Ok(())
+        self.charge(cost)
     }
 
     fn call_bytecode_stl(&mut self, name: &'static str, argc: usize, ip: usize) -> VmResult<Flow> {
@@ -1032,7 +1102,9 @@ impl Vm {
                 e.operation = Some(format!("{name}()"));
                 e
             })?;
+            let cost = crate::memory::cost(&v);
             self.stack.push(v);
+            self.charge(cost)?;
             return Ok(Flow::Next);
         }
         if &**name != "toString" && host.is_async(name) {

@@ -173,3 +173,79 @@ fn like_wildcards_do_not_cross_lines() {
     assert_eq!(result_of("return 'a\\nb' like 'a%b'"), "false");
     assert_eq!(result_of("return 'axxb' like 'a%b'"), "true");
 }
+
+#[test]
+fn doubling_a_string_hits_the_memory_limit_fast() {
+    let started = std::time::Instant::now();
+    let e =
+        run_err("let s := 'ab'\nfor (let i := 0; i < 100; i := i + 1) {\n  s := concat(s, s)\n}\n", Limits::default());
+    assert_eq!(e.kind, ErrorKind::Limit("memory"), "{e}");
+    assert!(e.to_string().contains("Memory limit of 64 MB exceeded"), "{e}");
+    // Generous bound: the point is that it stops near 64 MB rather than running out of memory.
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn memory_limit_is_configurable_and_counts_live_values_only() {
+    let small = Limits { max_memory: 1 << 20, ..Limits::default() };
+    // 4 MB of live strings in an array fails under a 1 MB limit …
+    let e = run_err(
+        "let s := 'x'\nfor (let j := 0; j < 10; j := j + 1) {\n  s := concat(s, s)\n}\nlet a := []\nfor (let i := 0; i < 4096; i := i + 1) {\n  a := arrayPushBack(a, concat(s, toString(i)))\n}\n",
+        small.clone(),
+    );
+    assert_eq!(e.kind, ErrorKind::Limit("memory"), "{e}");
+    // … but creating far more than 1 MB of garbage over time is fine.
+    let chunk = compile_chunk(
+        "let n := 0\nfor (let i := 0; i < 20000; i := i + 1) {\n  let s := concat('some text to throw away ', toString(i))\n  n := n + length(s)\n}\nreturn n",
+        &CompileOptions::default(),
+    )
+    .expect("compiles");
+    let mut vm = Vm::new(Value::Null);
+    vm.limits = small;
+    let out = vm.run(chunk, &mut CollectingHost::default()).expect("garbage does not count");
+    assert!(matches!(out, hog_lang::Outcome::Finished(Value::Number(n)) if n > 400_000.0));
+}
+
+#[test]
+fn deeply_nested_values_are_built_printed_and_freed_without_crashing() {
+    let chunk = compile_chunk(
+        "let a := []\nfor (let i := 0; i < 200000; i := i + 1) {\n  a := [a]\n}\nprint(length(toString(a)) > 0)\nreturn 1",
+        &CompileOptions::default(),
+    )
+    .expect("compiles");
+    let mut vm = Vm::new(Value::Null);
+    let mut host = CollectingHost::default();
+    // Either it finishes or it stops with a clear error; it must not take the process down.
+    match vm.run(chunk, &mut host) {
+        Ok(_) => assert_eq!(host.lines, vec!["true"]),
+        Err(e) => assert!(e.to_string().contains("nested"), "{e}"),
+    }
+}
+
+#[test]
+fn printed_lines_limit_stops_the_invocation() {
+    let limits = Limits { max_print_lines: 3, ..Limits::default() };
+    let e = run_err("for (let i := 0; i < 10; i := i + 1) {\n  print(i)\n}\n", limits);
+    assert_eq!(e.kind, ErrorKind::Limit("printed lines"), "{e}");
+    assert!(e.to_string().contains("at most 3 lines"), "{e}");
+    let f = Limits::function();
+    assert_eq!((f.max_print_lines, f.max_async_steps, f.max_memory), (25, 5, 64 << 20));
+}
+
+#[test]
+fn too_many_async_steps() {
+    let chunk = compile_chunk("for (let i := 0; i < 10; i := i + 1) {\n  sleep(1)\n}\n", &CompileOptions::default())
+        .expect("compiles");
+    let mut vm = Vm::new(Value::Null);
+    vm.limits = Limits { max_async_steps: 3, ..Limits::default() };
+    let mut host = CollectingHost::default();
+    let mut outcome = vm.run(chunk, &mut host);
+    let mut steps = 0;
+    while let Ok(hog_lang::Outcome::Suspended { .. }) = outcome {
+        steps += 1;
+        outcome = vm.resume(Value::Null, &mut host);
+    }
+    let e = outcome.expect_err("the fourth sleep is refused");
+    assert_eq!(steps, 3);
+    assert_eq!(e.kind, ErrorKind::Limit("async steps"), "{e}");
+}

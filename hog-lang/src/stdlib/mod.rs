@@ -31,6 +31,25 @@ pub struct Ctx<'a> {
     pub host: &'a mut dyn Host,
     /// Compiled regexes.
     pub regex: &'a mut RegexCache,
+    /// Lines printed so far in this invocation (see `Ctx::print`).
+    pub printed: &'a mut usize,
+    /// Most lines an invocation may print (0 for no limit).
+    pub max_printed: usize,
+}
+
+impl Ctx<'_> {
+    /// Prints a line through the host, counting it against the printed-lines limit.
+    pub fn print(&mut self, line: &str) -> Result<(), StdlibError> {
+        *self.printed += 1;
+        if self.max_printed > 0 && *self.printed > self.max_printed {
+            return Err(StdlibError::Limit(format!(
+                "printed-lines limit reached: an invocation may print at most {} lines",
+                self.max_printed
+            )));
+        }
+        self.host.print(line);
+        Ok(())
+    }
 }
 
 /// Why a standard-library (or host) function call failed. The VM reports it with the function's
@@ -53,6 +72,9 @@ pub enum StdlibError {
     /// The function needs something this host does not provide.
     #[error("not available here: {0}")]
     Unavailable(String),
+    /// A sandbox limit was reached inside the function (reported as a limit, not a bug).
+    #[error("{0}")]
+    Limit(String),
 }
 
 impl StdlibError {

@@ -27,7 +27,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
 
 fn print(ctx: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     let line = args.iter().map(Value::to_print_string).collect::<Vec<_>>().join(" ");
-    ctx.host.print(&line);
+    ctx.print(&line)?;
     Ok(Value::Null)
 }
 

@@ -12,7 +12,6 @@ use super::{print::value_to_string, Ctx, NativeFunction, NativeResult, StdlibErr
 use crate::value::{format_number, js_string_to_number, Value};
 use crate::vm::{self, InvalidRegex};
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::rc::Rc;
 
 /// The strings family.
@@ -368,10 +367,10 @@ fn scalar_js_string(v: &Value) -> String {
 /// JavaScript's `Array.prototype.join` into `out`; `stack` holds the arrays being joined, so an
 /// array met again inside itself gives '' as in V8.
 fn join_into(
-    items: &Rc<RefCell<Vec<Value>>>,
+    items: &Rc<crate::value::ArrayCell>,
     sep: &str,
     out: &mut String,
-    stack: &mut Vec<*const RefCell<Vec<Value>>>,
+    stack: &mut Vec<*const crate::value::ArrayCell>,
 ) -> Result<(), StdlibError> {
     let ptr = Rc::as_ptr(items);
     if stack.contains(&ptr) {
