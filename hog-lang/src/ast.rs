@@ -5,7 +5,7 @@
 //! `multiIf`), exactly as PostHog's parser does, so the compiler emits the same bytecode.
 
 /// A half-open byte range in the source text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Span {
     /// First byte.
     pub start: usize,

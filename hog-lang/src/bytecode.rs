@@ -350,6 +350,11 @@ pub struct Chunk {
     pub spans: Vec<Option<Span>>,
     /// The source text, when compiled from source here.
     pub source: Option<Rc<str>>,
+    /// The bytecode this chunk was decoded from, and the source span of each element (kept so a
+    /// suspended VM's state can carry its code to another process).
+    pub bytecode: Vec<Item>,
+    /// Source span of each element of `bytecode`, when compiled from source here.
+    pub bytecode_spans: Option<Vec<Option<Span>>>,
 }
 
 impl Chunk {
@@ -599,7 +604,16 @@ pub fn decode(
         }
     }
     let code = crate::optimize::fuse(&ops);
-    Ok(Chunk { name: name.to_string(), version, ops, code, spans: op_spans, source })
+    Ok(Chunk {
+        name: name.to_string(),
+        version,
+        ops,
+        code,
+        spans: op_spans,
+        source,
+        bytecode: items.to_vec(),
+        bytecode_spans: spans.map(<[Option<Span>]>::to_vec),
+    })
 }
 
 /// Decodes JSON bytecode text (a `.hoge` file).

@@ -5,6 +5,10 @@
 //! inside a `try` drops that `try`'s handler, and `null` never crashes comparisons or
 //! string functions.
 
+mod state;
+
+pub use state::{StateError, ValueState, VmState, STATE_VERSION};
+
 use crate::bytecode::{Chunk, Op, Opcode, Operand};
 use crate::stdlib::{self, Ctx, NativeFunction, StdlibError};
 use crate::value::{KeyRef, Value};
