@@ -21,6 +21,25 @@ pub enum HogCommand {
         /// Print the program's return value after it finishes.
         #[arg(long)]
         print_result: bool,
+        /// When the program calls an async function other than `sleep` (`fetch`,
+        /// `postHogCapture`, …), save the suspended VM here (JSON) and exit with code 3, for
+        /// `hogpipe hog resume` to continue, in this or another process.
+        #[arg(long)]
+        state_out: Option<PathBuf>,
+    },
+    /// Continue a program saved by `run --state-out`, giving the async call's result.
+    Resume {
+        /// The saved state.
+        state: PathBuf,
+        /// The async call's result as JSON (e.g. `{"status": 200, "body": {}}`).
+        #[arg(long, default_value = "null")]
+        result: String,
+        /// Print the program's return value after it finishes.
+        #[arg(long)]
+        print_result: bool,
+        /// Where to save the state if it suspends again (default: overwrite STATE).
+        #[arg(long)]
+        state_out: Option<PathBuf>,
     },
     /// Compile a `.hog` file and print its bytecode as JSON.
     Compile {
@@ -47,7 +66,12 @@ impl Host for StdoutHost {
 
 pub fn run(cmd: HogCommand) -> ExitCode {
     match cmd {
-        HogCommand::Run { file, globals, print_result } => run_file(&file, globals.as_deref(), print_result),
+        HogCommand::Run { file, globals, print_result, state_out } => {
+            run_file(&file, globals.as_deref(), print_result, state_out.as_deref())
+        }
+        HogCommand::Resume { state, result, print_result, state_out } => {
+            resume_file(&state, &result, print_result, state_out.as_deref().unwrap_or(&state))
+        }
         HogCommand::Compile { file, output } => compile_file(&file, output.as_deref()),
         HogCommand::Repl => repl(),
         HogCommand::Functions => {
@@ -94,7 +118,7 @@ fn load_globals(path: Option<&Path>) -> Result<Value, ExitCode> {
     Ok(hog_lang::value::from_json(&json))
 }
 
-fn run_file(path: &Path, globals: Option<&Path>, print_result: bool) -> ExitCode {
+fn run_file(path: &Path, globals: Option<&Path>, print_result: bool, state_out: Option<&Path>) -> ExitCode {
     let globals = match load_globals(globals) {
         Ok(g) => g,
         Err(code) => return code,
@@ -136,8 +160,20 @@ fn run_file(path: &Path, globals: Option<&Path>, print_result: bool) -> ExitCode
         }
     };
     let mut vm = Vm::new(globals);
+    let outcome = vm.run(chunk, &mut StdoutHost);
+    drive(vm, outcome, &filename, print_result, state_out)
+}
+
+/// Runs a VM to the end, performing `sleep`; other async calls save the state (when asked to)
+/// and exit with code 3.
+fn drive(
+    mut vm: Vm,
+    mut outcome: Result<Outcome, Box<hog_lang::VmError>>,
+    filename: &str,
+    print_result: bool,
+    state_out: Option<&Path>,
+) -> ExitCode {
     let mut host = StdoutHost;
-    let mut outcome = vm.run(chunk, &mut host);
     loop {
         match outcome {
             Ok(Outcome::Finished(v)) => {
@@ -147,16 +183,37 @@ fn run_file(path: &Path, globals: Option<&Path>, print_result: bool) -> ExitCode
                 return ExitCode::SUCCESS;
             }
             Ok(Outcome::Suspended { name, args }) => {
-                let result = match &*name {
-                    "sleep" => {
+                let result = match (&*name, state_out) {
+                    ("sleep", _) => {
                         let secs = args.first().map(|v| v.to_number()).unwrap_or(0.0);
                         if secs.is_finite() && secs > 0.0 {
                             std::thread::sleep(std::time::Duration::from_secs_f64(secs.min(60.0)));
                         }
                         Value::Null
                     }
-                    other => {
-                        eprintln!("error: {filename}: `{other}` is not available in `hogpipe hog run`");
+                    (other, Some(out)) => {
+                        let args: Vec<String> = args.iter().map(Value::repr).collect();
+                        let saved = serde_json::json!({
+                            "call": { "name": other, "args": args },
+                            "state": serde_json::from_str::<serde_json::Value>(&vm.save().to_json()).unwrap_or_default(),
+                        });
+                        if let Err(e) = std::fs::write(out, saved.to_string()) {
+                            eprintln!("error: cannot write {}: {e}", out.display());
+                            return ExitCode::from(2);
+                        }
+                        let _ = std::io::stdout().flush();
+                        eprintln!(
+                            "suspended on {other}({}); state saved to {}; continue with `hogpipe hog resume {} --result JSON`",
+                            args.join(", "),
+                            out.display(),
+                            out.display()
+                        );
+                        return ExitCode::from(3);
+                    }
+                    (other, None) => {
+                        eprintln!(
+                            "error: {filename}: `{other}` is not available in `hogpipe hog run` (use --state-out to save the suspended program and `hogpipe hog resume` with the result)"
+                        );
                         return ExitCode::from(1);
                     }
                 };
@@ -169,6 +226,44 @@ fn run_file(path: &Path, globals: Option<&Path>, print_result: bool) -> ExitCode
             }
         }
     }
+}
+
+fn resume_file(path: &Path, result: &str, print_result: bool, state_out: &Path) -> ExitCode {
+    let text = match read(path) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let filename = path.display().to_string();
+    let saved: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {filename}: invalid JSON at line {}, column {}: {e}", e.line(), e.column());
+            return ExitCode::from(2);
+        }
+    };
+    let state = match serde_json::from_value::<hog_lang::vm::VmState>(saved["state"].clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {filename}: field `state` is not a saved VM state: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result: serde_json::Value = match serde_json::from_str(result) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: --result: invalid JSON at column {}: {e}", e.column());
+            return ExitCode::from(2);
+        }
+    };
+    let mut vm = match Vm::restore(&state) {
+        Ok(vm) => vm,
+        Err(e) => {
+            eprintln!("error: {filename}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = vm.resume(hog_lang::value::from_json(&result), &mut StdoutHost);
+    drive(vm, outcome, &filename, print_result, Some(state_out))
 }
 
 fn compile_file(path: &Path, output: Option<&Path>) -> ExitCode {

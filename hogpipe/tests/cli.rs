@@ -106,3 +106,36 @@ fn functions_lists_the_standard_library() {
     assert!(text.contains("length(value: string | array | tuple) -> integer"), "{text}");
     assert!(text.contains("arrayMap("), "{text}");
 }
+
+#[test]
+fn a_suspended_program_resumes_in_another_process() {
+    let src = temp_file(
+        "suspend.hog",
+        "let seen := {'n': 0}\nfun call(url) {\n  let r := fetch(url)\n  seen.n := seen.n + 1\n  return r.status\n}\nprint('first', call('https://a'))\nprint('second', call('https://b'), seen.n)\nreturn seen\n",
+    );
+    let state = src.with_extension("state.json");
+    let out = hogpipe().args(["hog", "run"]).arg(&src).arg("--state-out").arg(&state).output().expect("runs");
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("suspended on fetch('https://a')"));
+    let out = hogpipe()
+        .args(["hog", "resume"])
+        .arg(&state)
+        .args(["--result", r#"{"status": 201}"#])
+        .output()
+        .expect("resumes");
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "first 201\n");
+    let out = hogpipe()
+        .args(["hog", "resume"])
+        .arg(&state)
+        .args(["--result", r#"{"status": 202}"#, "--print-result"])
+        .output()
+        .expect("resumes");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "second 202 2\n{'n': 2}\n");
+    // A broken state file is a clear error.
+    std::fs::write(&state, "{\"state\": 1}").expect("write");
+    let out = hogpipe().args(["hog", "resume"]).arg(&state).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a saved VM state"));
+}
