@@ -102,7 +102,7 @@ impl Zone {
         match self.kind {
             ZoneKind::Fixed(minutes) => minutes,
             ZoneKind::Iana(tz) => {
-                if !(ts.abs() <= MAX_TIME_MS) {
+                if ts.is_nan() || ts.abs() > MAX_TIME_MS {
                     return f64::NAN;
                 }
                 // luxon reads the zone's wall clock to the second.
@@ -417,10 +417,10 @@ pub(super) fn duration_as(vals: &Dur, target: usize) -> f64 {
     for k in 0..9 {
         if k == target {
             let mut own = 0.0;
-            for ak in 0..k {
-                if let Some(a) = acc[ak] {
+            for (ak, slot) in acc.iter_mut().enumerate().take(k) {
+                if let Some(a) = *slot {
                     own += matrix(ak, k) * a;
-                    acc[ak] = Some(0.0);
+                    *slot = Some(0.0);
                 }
             }
             if let Some(v) = vals[k] {
@@ -487,7 +487,7 @@ impl Ldt {
         }
         let o = zone.offset_at(ts);
         let local = ts + o * 60.0 * 1000.0;
-        if !(local.abs() <= MAX_TIME_MS) {
+        if local.is_nan() || local.abs() > MAX_TIME_MS {
             return None;
         }
         Some(Ldt { ts, o, c: Fields::from_millis(local.trunc() as i64), zone: zone.clone() })
