@@ -52,13 +52,14 @@ impl Zone {
         if &**name == "UTC" {
             return Ok(Zone::utc());
         }
-        let lower = name.to_ascii_lowercase();
-        match lower.as_str() {
-            "utc" | "gmt" => return Ok(Zone::utc()),
-            "local" | "system" | "default" => return Ok(Zone { kind: ZoneKind::Iana(Tz::UTC), name: utc_name() }),
-            _ => {}
+        let is = |word: &str| name.eq_ignore_ascii_case(word);
+        if is("utc") || is("gmt") {
+            return Ok(Zone::utc());
         }
-        if let Some(minutes) = utc_specifier(&lower) {
+        if is("local") || is("system") || is("default") {
+            return Ok(Zone { kind: ZoneKind::Iana(Tz::UTC), name: utc_name() });
+        }
+        if let Some(minutes) = utc_specifier(name) {
             return Ok(Zone::fixed(minutes));
         }
         let tz = name
@@ -136,9 +137,9 @@ fn equivalent_year_shift(seconds: i64) -> i64 {
     (days_from_civil(target, 1, 1) - jan1) * 86_400
 }
 
-/// luxon's `FixedOffsetZone.parseSpecifier`: `utc+3`, `utc-05:30` (lowercased).
-fn utc_specifier(lower: &str) -> Option<f64> {
-    let rest = lower.strip_prefix("utc")?;
+/// luxon's `FixedOffsetZone.parseSpecifier`: `UTC+3`, `utc-05:30`.
+fn utc_specifier(name: &str) -> Option<f64> {
+    let rest = name.get(3..).filter(|_| name.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("utc")))?;
     let sign = match rest.as_bytes().first()? {
         b'+' => 1.0,
         b'-' => -1.0,
