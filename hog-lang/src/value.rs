@@ -531,7 +531,9 @@ impl Value {
             (Value::Closure(a), Value::Closure(b)) => Rc::ptr_eq(a, b),
             (Value::Callable(a), Value::Callable(b)) => Rc::ptr_eq(a, b),
             (Value::DateTime(a), Value::DateTime(b)) => Rc::ptr_eq(a, b),
-            (Value::Date(..), Value::Date(..)) => false,
+            // PostHog's dates are objects compared by identity; a `Date` here has none, so the
+            // same date is the same object (`d in [d]` holds).
+            (Value::Date(y1, m1, d1), Value::Date(y2, m2, d2)) => (y1, m1, d1) == (y2, m2, d2),
             _ => false,
         }
     }
@@ -794,6 +796,145 @@ pub fn from_json(json: &serde_json::Value) -> Value {
                 d.insert(Key::str(k), from_json(v));
             }
             Value::dict(d)
+        }
+    }
+}
+
+/// A string in PostHog's shared date-like grammar (the same in all of PostHog's VMs):
+/// `YYYY-MM-DD`, optionally followed by `T`, `t` or a space and `HH:MM[:SS[.fraction]]` with an
+/// optional `Z` or `±HH[[:]MM]` offset; surrounding whitespace ignored. Fractions keep milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateLike {
+    /// Year, 1 to 9999.
+    pub year: i32,
+    /// Month, 1 to 12.
+    pub month: u32,
+    /// Day of the month.
+    pub day: u32,
+    /// Hour, 0 to 23.
+    pub hour: u32,
+    /// Minute.
+    pub minute: u32,
+    /// Second.
+    pub second: u32,
+    /// Millisecond (further digits are truncated).
+    pub millisecond: u32,
+    /// Minutes east of UTC when the string carries `Z` or an offset.
+    pub offset_minutes: Option<i32>,
+}
+
+impl DateLike {
+    /// Milliseconds since the epoch of the wall-clock time read as UTC (the offset not applied).
+    pub fn wall_millis(&self) -> i64 {
+        let days = days_from_civil(i64::from(self.year), i64::from(self.month), i64::from(self.day));
+        days * 86_400_000
+            + i64::from(self.hour) * 3_600_000
+            + i64::from(self.minute) * 60_000
+            + i64::from(self.second) * 1000
+            + i64::from(self.millisecond)
+    }
+
+    /// Seconds since the epoch, reading a string without an offset as UTC.
+    pub fn utc_seconds(&self) -> f64 {
+        let offset = i64::from(self.offset_minutes.unwrap_or(0)) * 60_000;
+        (self.wall_millis() - offset) as f64 / 1000.0
+    }
+}
+
+/// Parses PostHog's date-like grammar (see [`DateLike`]); `None` for anything else, including
+/// impossible dates like `2024-02-30` and year `0000`.
+pub fn parse_date_like(s: &str) -> Option<DateLike> {
+    // JavaScript's `trim`: Unicode white space and line terminators plus U+FEFF, but not U+0085.
+    let s = s.trim_matches(|c: char| (c.is_whitespace() && c != '\u{85}') || c == '\u{FEFF}');
+    let b = s.as_bytes();
+    let digits = |from: usize, n: usize| -> Option<u32> {
+        let part = b.get(from..from + n)?;
+        part.iter().try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
+    };
+    let year = digits(0, 4)?;
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+        return None;
+    }
+    let (month, day) = (digits(5, 2)?, digits(8, 2)?);
+    let mut out =
+        DateLike { year: year as i32, month, day, hour: 0, minute: 0, second: 0, millisecond: 0, offset_minutes: None };
+    let mut i = 10;
+    if i < b.len() {
+        if !matches!(b[i], b'T' | b't' | b' ') || b.get(i + 3) != Some(&b':') {
+            return None;
+        }
+        out.hour = digits(i + 1, 2).filter(|h| *h <= 23)?;
+        out.minute = digits(i + 4, 2).filter(|m| *m <= 59)?;
+        i += 6;
+        if b.get(i) == Some(&b':') {
+            out.second = digits(i + 1, 2).filter(|s| *s <= 59)?;
+            i += 3;
+            if matches!(b.get(i), Some(b'.' | b',')) {
+                let n = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                if !(1..=9).contains(&n) {
+                    return None;
+                }
+                let frac = &b[i + 1..i + 1 + n.min(3)];
+                let ms = frac.iter().fold(0u32, |acc, c| acc * 10 + u32::from(c - b'0'));
+                out.millisecond = ms * 10u32.pow(3 - frac.len() as u32);
+                i += 1 + n;
+            }
+        }
+        match b.get(i) {
+            None => {}
+            Some(b'Z' | b'z') => {
+                out.offset_minutes = Some(0);
+                i += 1;
+            }
+            Some(&sign @ (b'+' | b'-')) => {
+                let hours = digits(i + 1, 2).filter(|h| *h <= 23)?;
+                i += 3;
+                let colon = usize::from(b.get(i) == Some(&b':'));
+                let minutes = match digits(i + colon, 2) {
+                    Some(m) if m <= 59 => {
+                        i += colon + 2;
+                        m
+                    }
+                    _ if colon == 0 => 0,
+                    _ => return None,
+                };
+                let total = (hours * 60 + minutes) as i32;
+                out.offset_minutes = Some(if sign == b'-' { -total } else { total });
+            }
+            Some(_) => return None,
+        }
+        if i != b.len() {
+            return None;
+        }
+    }
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let valid_day =
+        month.checked_sub(1).and_then(|m| month_days.get(m as usize)).is_some_and(|n| (1..=*n).contains(&day));
+    (year != 0 && valid_day).then_some(out)
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (month 1 to 12).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+impl Value {
+    /// Seconds since the epoch of a `DateTime`, or of a `Date` at midnight UTC; `None` otherwise.
+    /// PostHog compares and orders dates and date-times by this.
+    pub fn temporal_seconds(&self) -> Option<f64> {
+        match self {
+            Value::DateTime(d) => Some(d.dt),
+            Value::Date(y, m, d) => {
+                Some((days_from_civil(i64::from(*y), i64::from(*m), i64::from(*d)) * 86_400) as f64)
+            }
+            _ => None,
         }
     }
 }

@@ -1306,15 +1306,22 @@ pub fn get_property(obj: &Value, key: &Value) -> VmResult<Value> {
             Some("payload") => e.payload.clone(),
             _ => Value::Null,
         },
+        // PostHog's dates are plain objects: their marker key reads `true`, a number key is an
+        // array index (`0` fails like on arrays), anything else is missing.
+        Value::DateTime(_) | Value::Date(..) if matches!(key, Value::Number(n) if *n == 0.0) => {
+            return Err(VmError::runtime("Hog arrays start from index 1"));
+        }
         Value::DateTime(d) => match key.as_str() {
             Some("dt") => Value::Number(d.dt),
             Some("zone") => Value::Str(d.zone.clone()),
+            Some("__hogDateTime__") => Value::Bool(true),
             _ => Value::Null,
         },
         Value::Date(y, m, d) => match key.as_str() {
             Some("year") => Value::Number(f64::from(*y)),
             Some("month") => Value::Number(f64::from(*m)),
             Some("day") => Value::Number(f64::from(*d)),
+            Some("__hogDate__") => Value::Bool(true),
             _ => Value::Null,
         },
         _ => Value::Null,
@@ -1368,7 +1375,17 @@ fn unify(left: &Value, right: &Value) -> Option<(Value, Value)> {
         (Str(s), Bool(_)) => (Bool(&**s == "true"), right.clone()),
         (Bool(b), Number(_)) => (Number(f64::from(u8::from(*b))), right.clone()),
         (Number(_), Bool(b)) => (left.clone(), Number(f64::from(u8::from(*b)))),
-        (DateTime(a), DateTime(b)) => (Number(a.dt), Number(b.dt)),
+        // Dates and date-times compare by epoch seconds (a date at midnight UTC), also against a
+        // string in PostHog's date-like grammar.
+        (DateTime(_) | Date(..), DateTime(_) | Date(..)) => {
+            (Number(left.temporal_seconds()?), Number(right.temporal_seconds()?))
+        }
+        (DateTime(_) | Date(..), Str(s)) => {
+            (Number(left.temporal_seconds()?), Number(crate::value::parse_date_like(s)?.utc_seconds()))
+        }
+        (Str(s), DateTime(_) | Date(..)) => {
+            (Number(crate::value::parse_date_like(s)?.utc_seconds()), Number(right.temporal_seconds()?))
+        }
         _ => return None,
     })
 }
@@ -1431,9 +1448,13 @@ pub fn order(op: Opcode, left: &Value, right: &Value) -> bool {
 pub fn js_order(left: &Value, right: &Value) -> Option<std::cmp::Ordering> {
     let prim = |v: &Value| -> Value {
         match v {
-            Value::Array(_) | Value::Tuple(_) | Value::Dict(_) | Value::Error(_) | Value::Closure(_) => {
-                Value::Str(Rc::from(v.to_js_string().as_str()))
-            }
+            Value::Array(_)
+            | Value::Tuple(_)
+            | Value::Dict(_)
+            | Value::Error(_)
+            | Value::Closure(_)
+            | Value::DateTime(_)
+            | Value::Date(..) => Value::Str(Rc::from(v.to_js_string().as_str())),
             other => other.clone(),
         }
     };

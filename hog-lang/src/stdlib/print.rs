@@ -35,10 +35,15 @@ fn print(ctx: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
 pub fn value_to_string(v: &Value) -> String {
     match v {
         Value::Date(y, m, d) => format!("{y}-{m:02}-{d:02}"),
+        Value::DateTime(d) => super::dates::iso_string(d).unwrap_or_default(),
         other => other.to_print_string(),
     }
 }
 
 fn to_string(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
+    if let Value::DateTime(d) = &arg(args, 0) {
+        // PostHog's ISO text of an unusable date-time (NaN, out of range) is null.
+        return Ok(super::dates::iso_string(d).map_or(Value::Null, Value::from));
+    }
     Ok(Value::from(value_to_string(&arg(args, 0))))
 }
