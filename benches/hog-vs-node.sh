@@ -17,7 +17,7 @@ trap 'rm -rf "$tmp"' EXIT
 echo "running hogpipe …" >&2
 "$bin" bench hog --json --min-time "$min" --events "$events" > "$tmp/hogpipe.json"
 echo "running @posthog/hogvm under $(node --version) …" >&2
-node benches/node-bench.js "$tmp" "$min" > "$tmp/node.json"
+TZ=UTC node benches/node-bench.js "$tmp" "$min" > "$tmp/node.json"
 python3 - "$tmp/hogpipe.json" "$tmp/node.json" <<'PY'
 import json, sys
 ours, theirs = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))

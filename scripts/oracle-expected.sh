@@ -16,7 +16,7 @@ cases=("$@")
 for c in "${cases[@]}"; do
   "$bin" hog compile "$c" -o "$tmp/$(basename "${c%.hog}").hoge"
 done
-node hog-lang/tests/oracle/run.js "$tmp"/*.hoge > "$tmp/results.json"
+TZ=UTC node hog-lang/tests/oracle/run.js "$tmp"/*.hoge > "$tmp/results.json"
 python3 - "$tmp/results.json" hog-lang/tests/cases "$bin" <<'PY'
 import json, os, subprocess, sys
 results = json.load(open(sys.argv[1]))

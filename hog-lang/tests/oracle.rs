@@ -62,7 +62,13 @@ fn corpus_matches_posthog_vm() {
         std::fs::write(&out, code.to_json().to_string()).expect("write bytecode");
         files.insert(out.to_string_lossy().into_owned(), path.clone());
     }
-    let output = Command::new("node").arg(oracle_dir().join("run.js")).args(files.keys()).output().expect("node runs");
+    // Dates that depend on the local zone (luxon defaults) are compared in UTC, as hogpipe runs.
+    let output = Command::new("node")
+        .env("TZ", "UTC")
+        .arg(oracle_dir().join("run.js"))
+        .args(files.keys())
+        .output()
+        .expect("node runs");
     assert!(output.status.success(), "oracle runner failed: {}", String::from_utf8_lossy(&output.stderr));
     let results: serde_json::Value = serde_json::from_slice(&output.stdout).expect("oracle prints JSON");
     let diffs = differences();
