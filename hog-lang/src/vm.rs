@@ -1031,7 +1031,7 @@ impl Vm {
         self.stack.truncate(start);
         let v = result.map_err(|m| {
             let mut e = match m {
-                StdlibError::Limit(text) => VmError::limit("printed lines", text),
+                StdlibError::Limit { limit, message } => VmError::limit(limit, message),
                 other => VmError::runtime(other.to_string()),
             };
             e.operation = Some(format!("{}()", f.name));
@@ -1422,7 +1422,6 @@ pub fn equals(left: &Value, right: &Value) -> bool {
 
 /// `<`, `<=`, `>`, `>=`. Any comparison with `null` is false.
 pub fn order(op: Opcode, left: &Value, right: &Value) -> bool {
-    use std::cmp::Ordering::*;
     if left.is_null() || right.is_null() {
         return false;
     }
@@ -1433,14 +1432,17 @@ pub fn order(op: Opcode, left: &Value, right: &Value) -> bool {
     } else {
         js_order(left, right)
     };
-    match ord {
-        None => false,
-        Some(o) => match op {
-            Opcode::GT => o == Greater,
-            Opcode::GT_EQ => o != Less,
-            Opcode::LT => o == Less,
-            _ => o != Greater,
-        },
+    ord.is_some_and(|o| ordering_satisfies(op, o))
+}
+
+/// Whether an ordering satisfies `>`, `>=`, `<` or `<=` (anything else is taken as `<=`).
+pub fn ordering_satisfies(op: Opcode, o: std::cmp::Ordering) -> bool {
+    use std::cmp::Ordering::*;
+    match op {
+        Opcode::GT => o == Greater,
+        Opcode::GT_EQ => o != Less,
+        Opcode::LT => o == Less,
+        _ => o != Greater,
     }
 }
 

@@ -7,7 +7,7 @@
 //! `[item]`), as PostHog's VM does. Sorting is JavaScript's default sort: stable, by each item's
 //! text (`String(x)`) compared in UTF-16 code units, so `[10, 9, 1]` sorts to `[1, 10, 9]`.
 
-use super::math::write_js_string;
+use super::coerce::write_js_string;
 use super::{arg, Ctx, NativeFunction, NativeResult, StdlibError};
 use crate::value::Value;
 use std::cmp::Ordering;

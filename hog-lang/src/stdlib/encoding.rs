@@ -6,7 +6,7 @@
 //! lenient (it skips characters outside the alphabet, takes the URL-safe `-` and `_` too, and
 //! stops at the first `=`); decoded bytes that are not UTF-8 become U+FFFD.
 
-use super::strings::{js_number, js_string, too_large, MAX_BYTES};
+use super::coerce::{js_number, js_string, too_large, MAX_BYTES};
 use super::{Ctx, NativeFunction, NativeResult, StdlibError};
 use crate::value::Value;
 use base64::Engine;

@@ -11,7 +11,7 @@
 use super::{arg, Ctx, NativeFunction, NativeResult, StdlibError};
 use crate::bytecode::Opcode;
 use crate::value::Value;
-use crate::vm::js_order;
+use crate::vm::{js_order, ordering_satisfies};
 
 /// The logic family.
 pub const FUNCTIONS: &[NativeFunction] = &[
@@ -232,21 +232,11 @@ fn not_equals(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
 /// PostHog's ordering functions are JavaScript's `>`, `<`, … (no type alignment), except that, as
 /// HOG.md requires, a null on either side makes them false.
 fn compare(op: Opcode, args: &[Value]) -> NativeResult {
-    use std::cmp::Ordering::*;
     let (a, b) = pair(args);
     if a.is_null() || b.is_null() {
         return Ok(Value::Bool(false));
     }
-    let r = match js_order(&a, &b) {
-        None => false,
-        Some(o) => match op {
-            Opcode::GT => o == Greater,
-            Opcode::GT_EQ => o != Less,
-            Opcode::LT => o == Less,
-            _ => o != Greater,
-        },
-    };
-    Ok(Value::Bool(r))
+    Ok(Value::Bool(js_order(&a, &b).is_some_and(|o| ordering_satisfies(op, o))))
 }
 
 fn greater(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {

@@ -4,25 +4,18 @@
 //! PostHog's VM runs these as JavaScript: `plus` is JavaScript's `+` (a string on either side
 //! concatenates), `floor` and `round` are `Math.floor` / `Math.round` of `Number(x)`, `toInt` is
 //! `parseInt(String(x))` and `toFloat` is `parseFloat(String(x))` (so `toInt('12abc')` is 12,
-//! `toInt('1.9')` is 1 and `toFloat('x')` is null). The JavaScript conversions live here
-//! (`js_string`, `js_number`, `parse_int`, `parse_float`) so other families can share them.
+//! `toInt('1.9')` is 1 and `toFloat('x')` is null). The parsers live here
+//! (`parse_int`, `parse_float`); `String(x)` and `Number(x)` are in `coerce`.
 
+use super::coerce::{js_number, js_scalar_string, js_string, MAX_BYTES as MAX_STRING, MAX_DEPTH};
 use super::{arg, Ctx, NativeFunction, NativeResult, StdlibError};
 use crate::bytecode::Opcode;
-use crate::value::{format_number, js_string_to_number, Value};
+use crate::value::{days_from_civil, format_number, Value};
 use crate::vm::order;
 use std::borrow::Cow;
-use std::fmt::Write as _;
-use std::rc::Rc;
 
 /// The most elements `range` makes.
 pub const MAX_RANGE: f64 = 10_000_000.0;
-
-/// The longest string a JavaScript-style conversion builds (64 MB).
-const MAX_STRING: usize = 64 << 20;
-
-/// How deep conversions follow nested arrays.
-const MAX_DEPTH: usize = 1000;
 
 /// The math family.
 pub const FUNCTIONS: &[NativeFunction] = &[
@@ -138,102 +131,6 @@ pub const FUNCTIONS: &[NativeFunction] = &[
     },
 ];
 
-/// JavaScript's `String(value)` for the values PostHog's VM converts implicitly: arrays and tuples
-/// join their items with `,` (null items empty, an array inside itself empty), dicts are
-/// `[object Map]`, other objects `[object Object]`. Fails past 1000 levels of nesting or 64 MB.
-pub fn js_string(v: &Value) -> Result<Cow<'_, str>, StdlibError> {
-    match v {
-        Value::Str(s) => Ok(Cow::Borrowed(&**s)),
-        Value::Array(_) | Value::Tuple(_) => {
-            let mut out = String::new();
-            write_js_string(v, &mut out)?;
-            Ok(Cow::Owned(out))
-        }
-        other => Ok(js_scalar_string(other)),
-    }
-}
-
-/// Appends `String(value)` (see `js_string`) to `out`; fails when `out` would pass 64 MB.
-pub fn write_js_string(v: &Value, out: &mut String) -> Result<(), StdlibError> {
-    match v {
-        Value::Array(_) | Value::Tuple(_) => write_js_items(v, out, &mut Vec::new()),
-        Value::Str(s) => {
-            out.push_str(s);
-            check_size(out)
-        }
-        other => {
-            write_js_scalar(other, out);
-            check_size(out)
-        }
-    }
-}
-
-fn check_size(out: &str) -> Result<(), StdlibError> {
-    if out.len() > MAX_STRING {
-        return Err(StdlibError::Invalid("the value as text would be larger than 64 MB".into()));
-    }
-    Ok(())
-}
-
-fn js_scalar_string(v: &Value) -> Cow<'static, str> {
-    match v {
-        Value::Null => Cow::Borrowed("null"),
-        Value::Bool(true) => Cow::Borrowed("true"),
-        Value::Bool(false) => Cow::Borrowed("false"),
-        Value::Number(n) => Cow::Owned(format_number(*n)),
-        Value::Str(s) => Cow::Owned(s.to_string()),
-        Value::Dict(_) => Cow::Borrowed("[object Map]"),
-        _ => Cow::Borrowed("[object Object]"),
-    }
-}
-
-fn write_js_scalar(v: &Value, out: &mut String) {
-    match v {
-        // Whole numbers print as plain digits; skip format_number's allocation for them.
-        Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 && *n != 0.0 => {
-            let _ = write!(out, "{}", *n as i64);
-        }
-        Value::Str(s) => out.push_str(s),
-        other => out.push_str(&js_scalar_string(other)),
-    }
-}
-
-fn write_js_items(v: &Value, out: &mut String, seen: &mut Vec<*const ()>) -> Result<(), StdlibError> {
-    let (Value::Array(a) | Value::Tuple(a)) = v else {
-        write_js_scalar(v, out);
-        return Ok(());
-    };
-    let ptr = Rc::as_ptr(a) as *const ();
-    if seen.contains(&ptr) {
-        return Ok(());
-    }
-    if seen.len() >= MAX_DEPTH {
-        return Err(StdlibError::Invalid(format!("arrays nested more than {MAX_DEPTH} deep")));
-    }
-    seen.push(ptr);
-    for (i, item) in a.borrow().iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        match item {
-            Value::Null => {}
-            Value::Array(_) | Value::Tuple(_) => write_js_items(item, out, seen)?,
-            other => write_js_scalar(other, out),
-        }
-        check_size(out)?;
-    }
-    seen.pop();
-    Ok(())
-}
-
-/// JavaScript's `Number(value)`: like `Value::to_number`, but safe on arrays that contain themselves.
-pub fn js_number(v: &Value) -> Result<f64, StdlibError> {
-    match v {
-        Value::Array(_) | Value::Tuple(_) => Ok(js_string_to_number(&js_string(v)?)),
-        other => Ok(other.to_number()),
-    }
-}
-
 /// JavaScript's `+`: string concatenation when either side is (or converts to) a string, else
 /// numeric addition.
 fn plus(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
@@ -245,7 +142,7 @@ fn plus(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     if stringy(&a) || stringy(&b) {
         let (x, y) = (js_string(&a)?, js_string(&b)?);
         if x.len() + y.len() > MAX_STRING {
-            return Err(StdlibError::Invalid("the result would be larger than 64 MB".into()));
+            return Err(super::coerce::too_large());
         }
         return Ok(Value::from(format!("{x}{y}")));
     }
@@ -293,18 +190,6 @@ fn max2(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
 
 fn random_float(_: &mut Ctx<'_>, _: &[Value]) -> NativeResult {
     Ok(Value::Number(fastrand::f64()))
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date.
-fn days_since_epoch(y: i32, m: u32, d: u32) -> f64 {
-    let (y, m, d) = (i64::from(y), i64::from(m), i64::from(d));
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146_097 + doe - 719_468) as f64
 }
 
 /// The beginning of `String(value)`, as far as a number can reach: the text of a scalar, or of an
@@ -413,7 +298,7 @@ fn number_or_null(n: f64) -> Value {
 fn to_int(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     Ok(match &arg(args, 0) {
         Value::DateTime(d) => Value::Number(d.dt.floor()),
-        Value::Date(y, m, d) => Value::Number(days_since_epoch(*y, *m, *d)),
+        Value::Date(y, m, d) => Value::Number(days_from_civil(i64::from(*y), i64::from(*m), i64::from(*d)) as f64),
         other => number_or_null(parse_int(&leading_text(other))),
     })
 }
@@ -421,7 +306,7 @@ fn to_int(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
 fn to_float(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     Ok(match &arg(args, 0) {
         Value::DateTime(d) => Value::Number(d.dt),
-        Value::Date(y, m, d) => Value::Number(days_since_epoch(*y, *m, *d)),
+        Value::Date(y, m, d) => Value::Number(days_from_civil(i64::from(*y), i64::from(*m), i64::from(*d)) as f64),
         other => number_or_null(parse_float(&leading_text(other))),
     })
 }
@@ -512,9 +397,9 @@ mod tests {
 
     #[test]
     fn epoch_days() {
-        assert_eq!(days_since_epoch(1970, 1, 1), 0.0);
-        assert_eq!(days_since_epoch(2024, 3, 1), 19783.0);
-        assert_eq!(days_since_epoch(1969, 12, 31), -1.0);
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2024, 3, 1), 19783);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::OnceLock;
 
+mod coerce;
 mod collections;
 mod crypto;
 mod dates;
@@ -42,10 +43,13 @@ impl Ctx<'_> {
     pub fn print(&mut self, line: &str) -> Result<(), StdlibError> {
         *self.printed += 1;
         if self.max_printed > 0 && *self.printed > self.max_printed {
-            return Err(StdlibError::Limit(format!(
-                "printed-lines limit reached: an invocation may print at most {} lines",
-                self.max_printed
-            )));
+            return Err(StdlibError::Limit {
+                limit: "printed lines",
+                message: format!(
+                    "printed-lines limit reached: an invocation may print at most {} lines",
+                    self.max_printed
+                ),
+            });
         }
         self.host.print(line);
         Ok(())
@@ -72,9 +76,14 @@ pub enum StdlibError {
     /// The function needs something this host does not provide.
     #[error("not available here: {0}")]
     Unavailable(String),
-    /// A sandbox limit was reached inside the function (reported as a limit, not a bug).
-    #[error("{0}")]
-    Limit(String),
+    /// A sandbox limit was reached inside the function (reported as that limit).
+    #[error("{message}")]
+    Limit {
+        /// Which limit (`memory`, `printed lines`).
+        limit: &'static str,
+        /// What happened.
+        message: String,
+    },
 }
 
 impl StdlibError {

@@ -8,8 +8,9 @@
 //! Where JavaScript would cut a surrogate pair (an emoji) in half, the lone half becomes U+FFFD,
 //! which is what Node prints for it; BMP text (accents, CJK) behaves exactly as in PostHog.
 
+use super::coerce::{js_number, js_scalar_string, js_string, too_large, MAX_BYTES, MAX_DEPTH};
 use super::{print::value_to_string, Ctx, NativeFunction, NativeResult, StdlibError};
-use crate::value::{format_number, js_string_to_number, Value};
+use crate::value::Value;
 use crate::vm::{self, InvalidRegex};
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -318,50 +319,11 @@ pub const FUNCTIONS: &[NativeFunction] = &[
     },
 ];
 
-/// The most bytes a string (or array of strings) built here may take: PostHog's memory limit.
-pub(super) const MAX_BYTES: usize = 64 << 20;
-
-/// How deep nested arrays may be when converted to strings.
-const MAX_DEPTH: usize = 1000;
-
 /// Rough cost of one array item besides its text, for the size check of split results.
 const ITEM_OVERHEAD: usize = 48;
 
-/// The error for a result that would exceed [`MAX_BYTES`].
-pub(super) fn too_large() -> StdlibError {
-    StdlibError::Invalid(format!("the result would be larger than {} MB", MAX_BYTES >> 20))
-}
-
 fn regex_error(e: InvalidRegex) -> StdlibError {
     StdlibError::Invalid(e.to_string())
-}
-
-/// JavaScript's `String(value)`, which PostHog's VM applies to non-string arguments: `null` is
-/// `'null'`, numbers print as JavaScript prints them, arrays and tuples are joined with `,` (null
-/// items empty, an array inside itself empty), dicts are `[object Map]` and other objects
-/// `[object Object]`.
-pub(super) fn js_string(v: &Value) -> Result<Cow<'_, str>, StdlibError> {
-    match v {
-        Value::Str(s) => Ok(Cow::Borrowed(s)),
-        Value::Array(a) | Value::Tuple(a) => {
-            let mut out = String::new();
-            join_into(a, ",", &mut out, &mut Vec::new())?;
-            Ok(Cow::Owned(out))
-        }
-        other => Ok(Cow::Owned(scalar_js_string(other))),
-    }
-}
-
-/// `String(x)` of anything but an array.
-fn scalar_js_string(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => format_number(*n),
-        Value::Str(s) => s.to_string(),
-        Value::Dict(_) => "[object Map]".into(),
-        _ => "[object Object]".into(),
-    }
 }
 
 /// JavaScript's `Array.prototype.join` into `out`; `stack` holds the arrays being joined, so an
@@ -389,7 +351,7 @@ fn join_into(
             Value::Null => {}
             Value::Str(s) => out.push_str(s),
             Value::Array(a) | Value::Tuple(a) => join_into(a, ",", out, stack)?,
-            other => out.push_str(&scalar_js_string(other)),
+            other => out.push_str(&js_scalar_string(other)),
         }
         if out.len() > MAX_BYTES {
             return Err(too_large());
@@ -397,20 +359,6 @@ fn join_into(
     }
     stack.pop();
     Ok(())
-}
-
-/// JavaScript's `Number(value)` (arrays through their string form, as JavaScript does).
-pub(super) fn js_number(v: &Value) -> Result<f64, StdlibError> {
-    match v {
-        Value::Array(a) | Value::Tuple(a) => {
-            if a.borrow().len() > 1 {
-                // The joined text has a comma: never a number.
-                return Ok(f64::NAN);
-            }
-            Ok(js_string_to_number(&js_string(v)?))
-        }
-        other => Ok(other.to_number()),
-    }
 }
 
 /// Length in UTF-16 code units, as JavaScript counts.
