@@ -307,9 +307,24 @@ impl Arith {
             Arith::Minus => a - b,
             Arith::Multiply => a * b,
             Arith::Divide => a / b,
-            Arith::Mod => a % b,
+            Arith::Mod => js_rem(a, b),
         }
     }
+}
+
+/// JavaScript's `%` (the sign of the dividend). Whole operands take an integer path: `f64 %` is a
+/// slow library call.
+#[inline(always)]
+pub fn js_rem(a: f64, b: f64) -> f64 {
+    const LIMIT: f64 = 9_007_199_254_740_992.0;
+    if a.fract() == 0.0 && b.fract() == 0.0 && a.abs() < LIMIT && b.abs() < LIMIT && b != 0.0 {
+        let r = (a as i64) % (b as i64);
+        if r == 0 && a.is_sign_negative() {
+            return -0.0;
+        }
+        return r as f64;
+    }
+    a % b
 }
 
 /// An operand of a fused instruction.

@@ -104,3 +104,18 @@ mod tests {
         assert!(matches!(code[2], Op::Compare(Opcode::REGEX)));
     }
 }
+
+#[cfg(test)]
+mod rem_tests {
+    use crate::bytecode::js_rem;
+
+    #[test]
+    fn remainder_matches_floating_point() {
+        for a in [-7.0, -4.0, -0.0, 0.0, 3.0, 7.5, 1e300, -9e15, f64::NAN, f64::INFINITY] {
+            for b in [-3.0, -2.0, 0.0, 2.0, 2.5, f64::NAN, f64::INFINITY] {
+                let (x, y) = (js_rem(a, b), a % b);
+                assert!(x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()), "{a} % {b}: {x} vs {y}");
+            }
+        }
+    }
+}

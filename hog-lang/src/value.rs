@@ -232,46 +232,51 @@ impl std::ops::Deref for DictCell {
 
 impl Drop for ArrayCell {
     fn drop(&mut self) {
-        let items = self.0.get_mut();
-        if items.iter().any(Value::owns_values) {
-            drop_nested(std::mem::take(items));
-        }
+        let items = std::mem::take(self.0.get_mut());
+        drop_contents(items, |items| items.into_iter().filter(Value::owns_values).collect());
     }
 }
 
 impl Drop for DictCell {
     fn drop(&mut self) {
-        let d = self.0.get_mut();
-        if d.values().any(Value::owns_values) {
-            drop_nested(std::mem::take(d).into_values().collect());
-        }
+        let d = std::mem::take(self.0.get_mut());
+        drop_contents(d, |d| d.into_values().filter(Value::owns_values).collect());
     }
 }
 
 impl Drop for ErrorValue {
     fn drop(&mut self) {
-        if self.payload.owns_values() {
-            drop_nested(vec![std::mem::take(&mut self.payload)]);
-        }
+        let payload = std::mem::take(&mut self.payload);
+        drop_contents(payload, |p| if p.owns_values() { vec![p] } else { Vec::new() });
     }
 }
+
+/// How deep drops may recurse before handing nested values to the queue.
+const MAX_DROP_DEPTH: u32 = 64;
 
 thread_local! {
+    static DROP_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     static DROP_QUEUE: RefCell<Vec<Value>> = const { RefCell::new(Vec::new()) };
-    static DROPPING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Drops values that may hold further containers without recursion: the outermost call drains a
-/// queue, and drops started while draining only add to it.
-fn drop_nested(values: Vec<Value>) {
-    DROP_QUEUE.with(|q| q.borrow_mut().extend(values.into_iter().filter(Value::owns_values)));
-    if DROPPING.with(|d| d.replace(true)) {
+/// Drops a container's contents: recursively while shallow (the common case, no extra work), and
+/// past `MAX_DROP_DEPTH` by queueing the nested values, which the outermost drop then frees one at
+/// a time. A program that nests a million arrays cannot overflow the native stack when they go.
+fn drop_contents<T>(contents: T, nested: impl FnOnce(T) -> Vec<Value>) {
+    let depth = DROP_DEPTH.with(|d| d.get());
+    if depth >= MAX_DROP_DEPTH {
+        let values = nested(contents);
+        DROP_QUEUE.with(|q| q.borrow_mut().extend(values));
         return;
     }
-    while let Some(v) = DROP_QUEUE.with(|q| q.borrow_mut().pop()) {
-        drop(v);
+    DROP_DEPTH.with(|d| d.set(depth + 1));
+    drop(contents);
+    if depth == 0 {
+        while let Some(v) = DROP_QUEUE.with(|q| q.borrow_mut().pop()) {
+            drop(v);
+        }
     }
-    DROPPING.with(|d| d.set(false));
+    DROP_DEPTH.with(|d| d.set(depth));
 }
 
 /// A Hog value.
@@ -579,6 +584,27 @@ pub fn js_string_to_number(s: &str) -> f64 {
     t.parse::<f64>().unwrap_or(f64::NAN)
 }
 
+/// Decimal digits of an integer, without going through `fmt` (numbers are printed constantly).
+fn format_integer(i: i64) -> String {
+    let mut buf = [0u8; 20];
+    let mut pos = buf.len();
+    let mut u = i.unsigned_abs();
+    loop {
+        pos -= 1;
+        buf[pos] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    let mut out = String::with_capacity(buf.len() - pos + 1);
+    if i < 0 {
+        out.push('-');
+    }
+    out.extend(buf[pos..].iter().map(|&b| b as char));
+    out
+}
+
 /// JavaScript's `Number.prototype.toString()`: shortest round-trip digits, exponent form below
 /// 1e-6 and from 1e21.
 pub fn format_number(n: f64) -> String {
@@ -594,7 +620,7 @@ pub fn format_number(n: f64) -> String {
     if n.fract() == 0.0 && n.abs() < 1e21 {
         // Exact integer below 1e21: plain digits.
         if n.abs() < 9.007_199_254_740_992e15 {
-            return format!("{}", n as i64);
+            return format_integer(n as i64);
         }
     }
     let sci = format!("{:e}", n.abs());
@@ -791,7 +817,8 @@ pub fn from_json(json: &serde_json::Value) -> Value {
         serde_json::Value::String(s) => Value::from(s.as_str()),
         serde_json::Value::Array(a) => Value::array(a.iter().map(from_json).collect()),
         serde_json::Value::Object(o) => {
-            let mut d = Dict::default();
+            // Room for a few more keys: transformations usually add properties.
+            let mut d = Dict::with_capacity_and_hasher(o.len() + 4, Default::default());
             for (k, v) in o {
                 d.insert(Key::str(k), from_json(v));
             }

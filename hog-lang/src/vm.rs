@@ -301,6 +301,8 @@ pub struct Vm {
     ops: u64,
     async_steps: usize,
     deadline: Instant,
+    /// When the current `execute` started timing (see `execute`).
+    clock: Option<Instant>,
     spent: Duration,
     /// The result of a finished run, on its way out of the loop.
     result: Value,
@@ -330,6 +332,7 @@ impl Vm {
             ops: 0,
             async_steps: 0,
             deadline: Instant::now(),
+            clock: None,
             spent: Duration::ZERO,
             result: Value::Null,
             pending: None,
@@ -472,6 +475,7 @@ impl Vm {
     }
 
     fn check_time(&mut self) -> VmResult<()> {
+        self.start_clock();
         if Instant::now() > self.deadline {
             return Err(VmError::limit(
                 "timeout",
@@ -506,12 +510,25 @@ impl Vm {
         e
     }
 
+    /// Runs until the program finishes, fails or suspends. The clock starts lazily (at the first
+    /// native call or time check, which comes every 1024 operations): a short transformation that
+    /// calls no function never reads it, and nothing slow can run before it starts.
     fn execute(&mut self, host: &mut dyn Host, repl: bool) -> VmResult<Outcome> {
-        let started = Instant::now();
-        self.deadline = started + self.limits.timeout.saturating_sub(self.spent);
+        self.clock = None;
         let r = self.execute_inner(host, repl);
-        self.spent += started.elapsed();
+        if let Some(started) = self.clock.take() {
+            self.spent += started.elapsed();
+        }
         r
+    }
+
+    #[inline]
+    fn start_clock(&mut self) {
+        if self.clock.is_none() {
+            let now = Instant::now();
+            self.clock = Some(now);
+            self.deadline = now + self.limits.timeout.saturating_sub(self.spent);
+        }
     }
 
     fn execute_inner(&mut self, host: &mut dyn Host, repl: bool) -> VmResult<Outcome> {
@@ -650,7 +667,7 @@ impl Vm {
                     Op::Minus => a - b,
                     Op::Multiply => a * b,
                     Op::Divide => a / b,
-                    _ => a % b,
+                    _ => crate::bytecode::js_rem(a, b),
                 };
                 self.stack.push(Value::Number(r));
             }
@@ -1011,6 +1028,7 @@ impl Vm {
                 }
             }
         }
+        self.start_clock();
         let n = if pad { f.max_args.unwrap_or(argc).max(argc) } else { argc };
         let start = self.stack.len() - n;
         let result = {
@@ -1083,6 +1101,13 @@ impl Vm {
         ip: usize,
         host: &mut dyn Host,
     ) -> VmResult<Flow> {
+        // The common case first: a standard-library function the host does not override.
+        if let Some(f) = native {
+            if self.declared.is_empty() && !host.has_function(name) {
+                self.call_native(f, argc, chunk.version, false, host)?;
+                return Ok(Flow::Next);
+            }
+        }
         if !self.declared.is_empty() && &**name != "toString" {
             if let Some((target, body, want)) = self.declared.get(name).cloned() {
                 for _ in argc..want as usize {
@@ -1096,6 +1121,7 @@ impl Vm {
             }
         }
         if host.has_function(name) {
+            self.start_clock();
             let start = self.stack.len() - argc;
             let mut args: Vec<Value> = self.stack.drain(start..).collect();
             if chunk.version == 0 {
