@@ -736,7 +736,7 @@ impl Vm {
                     return Err(VmError::runtime("stack is empty, can not pop"));
                 }
                 let start = self.stack.len() - n;
-                let mut d = crate::value::Dict::default();
+                let mut d = crate::value::Dict::with_capacity_and_hasher(n / 2, Default::default());
                 let mut it = self.stack.drain(start..);
                 while let (Some(k), Some(v)) = (it.next(), it.next()) {
                     let key = k.to_key().ok_or_else(|| {

@@ -75,8 +75,18 @@ pub fn run(cmd: HogCommand) -> ExitCode {
         HogCommand::Compile { file, output } => compile_file(&file, output.as_deref()),
         HogCommand::Repl => repl(),
         HogCommand::Functions => {
-            for (_, signature, description) in hog_lang::stdlib::describe_all() {
-                println!("{signature}\n    {description}");
+            let examples: std::collections::HashMap<_, _> = hog_lang::stdlib::examples_all().into_iter().collect();
+            let mut out = std::io::stdout().lock();
+            for (name, signature, description) in hog_lang::stdlib::describe_all() {
+                // Stop quietly when the reader goes away (`hogpipe hog functions | head`).
+                if writeln!(out, "{signature}\n    {description}").is_err() {
+                    return ExitCode::SUCCESS;
+                }
+                for (expr, result) in examples.get(name).copied().unwrap_or_default() {
+                    if writeln!(out, "    {expr}  →  {result}").is_err() {
+                        return ExitCode::SUCCESS;
+                    }
+                }
             }
             ExitCode::SUCCESS
         }
