@@ -243,7 +243,7 @@ pub enum Op {
     CloseUpvalue,
 
     // Fused instructions, made by `optimize::fuse` (never read from or written to bytecode). Each
-    // stands for the `len()` original instructions starting at its index, and only takes a fast
+    // stands for the `covers()` original instructions starting at its index, and only takes a fast
     // path for numbers; otherwise the VM runs the original instruction at that index instead.
     /// `left op right` on two operands, pushed, or stored into a local.
     Arith {
@@ -337,8 +337,8 @@ pub enum Operand {
 }
 
 impl Op {
-    /// How many original instructions this one stands for.
-    pub fn len(&self) -> usize {
+    /// How many original instructions this one stands for (1 for an unfused one).
+    pub fn covers(&self) -> usize {
         match self {
             Op::Arith { dst: None, .. } => 3,
             Op::Arith { dst: Some(_), .. } => 4,

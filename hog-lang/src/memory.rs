@@ -112,9 +112,9 @@ pub fn live_bytes<'a>(roots: impl Iterator<Item = &'a Value>, cap: usize) -> usi
 
 /// `64 MB`, `512 KB`, `100 bytes`.
 pub fn format_bytes(n: usize) -> String {
-    if n >= 1 << 20 && n % (1 << 20) == 0 {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
         format!("{} MB", n >> 20)
-    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
         format!("{} KB", n >> 10)
     } else {
         format!("{n} bytes")
@@ -132,7 +132,7 @@ mod tests {
         let one = live_bytes([&a].into_iter(), usize::MAX);
         let both = live_bytes([&a, &a, &s].into_iter(), usize::MAX);
         assert_eq!(one, both);
-        assert!(one >= 1000 && one < 1200, "{one}");
+        assert!((1000..1200).contains(&one), "{one}");
         // An array inside itself.
         if let Value::Array(cell) = &a {
             cell.borrow_mut().push(a.clone());

@@ -882,8 +882,8 @@ impl Vm {
                         None => return self.step_original(chunk, ip, base, host),
                     },
                 }
-                self.ops += op.len() as u64 - 1;
-                return Ok(Flow::Goto(ip + op.len()));
+                self.ops += op.covers() as u64 - 1;
+                return Ok(Flow::Goto(ip + op.covers()));
             }
             Op::CompareJump { op: cmp, target } => {
                 let n = self.stack.len();
