@@ -586,6 +586,12 @@ pub fn js_string_to_number(s: &str) -> f64 {
 
 /// Decimal digits of an integer, without going through `fmt` (numbers are printed constantly).
 fn format_integer(i: i64) -> String {
+    let mut out = String::with_capacity(20);
+    push_integer(&mut out, i);
+    out
+}
+
+fn push_integer(out: &mut String, i: i64) {
     let mut buf = [0u8; 20];
     let mut pos = buf.len();
     let mut u = i.unsigned_abs();
@@ -597,12 +603,20 @@ fn format_integer(i: i64) -> String {
             break;
         }
     }
-    let mut out = String::with_capacity(buf.len() - pos + 1);
     if i < 0 {
         out.push('-');
     }
     out.extend(buf[pos..].iter().map(|&b| b as char));
-    out
+}
+
+/// Appends `format_number(n)` to `out` (whole numbers without an intermediate string).
+pub fn push_number(out: &mut String, n: f64) {
+    if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
+        // -0 prints as 0, as in JavaScript.
+        push_integer(out, n as i64);
+    } else {
+        out.push_str(&format_number(n));
+    }
 }
 
 /// JavaScript's `Number.prototype.toString()`: shortest round-trip digits, exponent form below

@@ -412,11 +412,21 @@ fn string_arg(args: &[Value], i: usize) -> Result<Option<&str>, StdlibError> {
 }
 
 fn concat(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
-    let mut out = String::new();
+    // One allocation in the common case: strings and short numbers.
+    let capacity: usize = args
+        .iter()
+        .map(|a| match a {
+            Value::Str(s) => s.len(),
+            Value::Null => 0,
+            _ => 24,
+        })
+        .sum();
+    let mut out = String::with_capacity(capacity.min(MAX_BYTES));
     for a in args {
         match a {
             Value::Null => {}
             Value::Str(s) => out.push_str(s),
+            Value::Number(n) => crate::value::push_number(&mut out, *n),
             other => out.push_str(&value_to_string(other)),
         }
         if out.len() > MAX_BYTES {
