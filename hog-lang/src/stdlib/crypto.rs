@@ -237,48 +237,68 @@ fn sha256_hex(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     hash::<Sha256>(args, None)
 }
 
-/// The items of the data array, as strings. A string is taken as an array of its characters (as
-/// PostHog indexes it; a UTF-16 surrogate on its own becomes U+FFFD, as Node encodes it).
-fn chain_items(data: &Value) -> Result<Option<Vec<String>>, StdlibError> {
-    match data {
-        Value::Null => Ok(None),
-        Value::Array(a) | Value::Tuple(a) => a
-            .borrow()
-            .iter()
-            .enumerate()
-            .map(|(i, v)| match v {
-                Value::Str(s) => Ok(s.to_string()),
-                other => Err(StdlibError::Invalid(format!(
-                    "item {} of the data array must be a string, got {}",
-                    i + 1,
-                    other.type_name()
-                ))),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Value::Str(s) => {
-            Ok(Some(s.encode_utf16().map(|u| char::from_u32(u32::from(u)).unwrap_or('\u{fffd}').to_string()).collect()))
-        }
-        other => Err(StdlibError::wrong_type(0, "an array of strings", other)),
-    }
-}
-
-/// PostHog's HMAC chain: `HMAC(key = data[0], data[1])`, then for each further item
-/// `HMAC(key = previous digest, item)`.
+/// PostHog's HMAC chain: `HMAC(key = data[1], data[2])`, then for each further item
+/// `HMAC(key = previous digest, item)`. A string is taken as the array of its characters (as
+/// PostHog indexes it: by UTF-16 unit, a lone surrogate encoding as U+FFFD, as Node does).
 fn hmac_chain<M: Mac + hmac::digest::KeyInit>(args: &[Value], enc: Option<usize>) -> NativeResult {
-    let Some(items) = chain_items(&arg(args, 0))? else { return Ok(Value::Null) };
+    let data = arg(args, 0);
+    let digest = match &data {
+        Value::Null => return Ok(Value::Null),
+        Value::Array(a) | Value::Tuple(a) => {
+            let a = a.borrow();
+            let mut items = Vec::with_capacity(a.len());
+            for (i, v) in a.iter().enumerate() {
+                match v {
+                    Value::Str(s) => items.push(s.as_bytes()),
+                    other => {
+                        return Err(StdlibError::Invalid(format!(
+                            "item {} of the data array must be a string, got {}",
+                            i + 1,
+                            other.type_name()
+                        )))
+                    }
+                }
+            }
+            chain::<M, _>(items.into_iter())?
+        }
+        Value::Str(s) => chain::<M, _>(s.encode_utf16().map(Utf16Unit::new))?,
+        other => return Err(StdlibError::wrong_type(0, "an array of strings", other)),
+    };
     let encoding = match enc {
         Some(i) => encoding(args, i)?,
         None => Encoding::Hex,
     };
-    if items.len() < 2 {
-        return Err(StdlibError::Invalid("Data array must contain at least two elements.".into()));
-    }
-    let mut digest = mac::<M>(items[0].as_bytes(), items[1].as_bytes());
-    for item in &items[2..] {
-        digest = mac::<M>(&digest, item.as_bytes());
-    }
     Ok(encode(&digest, encoding))
+}
+
+fn chain<M: Mac + hmac::digest::KeyInit, B: AsRef<[u8]>>(
+    mut items: impl Iterator<Item = B>,
+) -> Result<Vec<u8>, StdlibError> {
+    let (Some(key), Some(message)) = (items.next(), items.next()) else {
+        return Err(StdlibError::Invalid("Data array must contain at least two elements.".into()));
+    };
+    let mut digest = mac::<M>(key.as_ref(), message.as_ref());
+    for item in items {
+        digest = mac::<M>(&digest, item.as_ref());
+    }
+    Ok(digest)
+}
+
+/// One UTF-16 unit of a string, as the UTF-8 bytes Node hashes for it.
+struct Utf16Unit([u8; 4], usize);
+
+impl Utf16Unit {
+    fn new(unit: u16) -> Self {
+        let mut buf = [0; 4];
+        let len = char::from_u32(u32::from(unit)).unwrap_or('\u{fffd}').encode_utf8(&mut buf).len();
+        Utf16Unit(buf, len)
+    }
+}
+
+impl AsRef<[u8]> for Utf16Unit {
+    fn as_ref(&self) -> &[u8] {
+        &self.0[..self.1]
+    }
 }
 
 fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
