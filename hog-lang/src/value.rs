@@ -459,35 +459,25 @@ impl Value {
             Value::Bool(b) => f64::from(u8::from(*b)),
             Value::Number(n) => *n,
             Value::Str(s) => js_string_to_number(s),
-            Value::Array(a) | Value::Tuple(a) => {
-                let a = a.borrow();
-                match a.len() {
-                    0 => 0.0,
-                    1 => js_string_to_number(&a[0].to_js_string()),
-                    _ => f64::NAN,
-                }
-            }
+            Value::Array(_) | Value::Tuple(_) => crate::stdlib::js_number(self).unwrap_or(f64::NAN),
             _ => f64::NAN,
         }
     }
-
-    /// JavaScript's `String(x)` (used where the reference VM coerces implicitly).
+    /// JavaScript's `String(x)` (used where the reference VM coerces implicitly). Safe on arrays
+    /// that contain themselves and on deep nesting; text past the size cap is cut short (callers
+    /// that must report it use `stdlib`'s `js_string`).
     pub fn to_js_string(&self) -> String {
         match self {
-            Value::Null => "null".into(),
-            Value::Bool(b) => b.to_string(),
-            Value::Number(n) => format_number(*n),
             Value::Str(s) => s.to_string(),
-            Value::Array(a) | Value::Tuple(a) => a
-                .borrow()
-                .iter()
-                .map(|v| if v.is_null() { String::new() } else { v.to_js_string() })
-                .collect::<Vec<_>>()
-                .join(","),
-            _ => "[object Object]".into(),
+            Value::Array(_) | Value::Tuple(_) => {
+                let mut out = String::new();
+                // On error (too deep or too large) `out` holds the text so far.
+                let _ = crate::stdlib::write_js_string(self, &mut out);
+                out
+            }
+            other => crate::stdlib::js_scalar_string(other).into_owned(),
         }
     }
-
     /// The value as a dict key, when it can be one.
     pub fn to_key(&self) -> Option<Key> {
         match self {

@@ -260,27 +260,39 @@ pub struct InvalidRegex {
     pub reason: String,
 }
 
-/// Cache of compiled regexes, keyed by pattern.
+/// Cache of compiled regexes, keyed by pattern (and case sensitivity).
 #[derive(Debug, Default)]
 pub struct RegexCache {
-    map: HashMap<String, Rc<regex::Regex>>,
+    /// Case-sensitive and case-insensitive patterns.
+    maps: [PatternMap; 2],
+    /// The same for `LIKE` patterns, by the pattern as written.
+    like: [PatternMap; 2],
 }
+
+type PatternMap = HashMap<String, Rc<regex::Regex>, std::hash::BuildHasherDefault<crate::value::FxHasher>>;
 
 impl RegexCache {
     /// The compiled regex for a pattern (PostHog uses RE2 syntax; `regex` is RE2-like).
     pub fn get(&mut self, pattern: &str) -> Result<Rc<regex::Regex>, InvalidRegex> {
-        if let Some(r) = self.map.get(pattern) {
+        self.get_with(pattern, false)
+    }
+
+    /// The compiled regex for a pattern, optionally case-insensitive (as a leading `(?i)`).
+    pub fn get_with(&mut self, pattern: &str, case_insensitive: bool) -> Result<Rc<regex::Regex>, InvalidRegex> {
+        let map = &mut self.maps[usize::from(case_insensitive)];
+        if let Some(r) = map.get(pattern) {
             return Ok(r.clone());
         }
         let r = regex::RegexBuilder::new(&re2_classes(pattern))
+            .case_insensitive(case_insensitive)
             .size_limit(1 << 20)
             .build()
             .map_err(|e| InvalidRegex { pattern: pattern.to_string(), reason: e.to_string() })?;
         let r = Rc::new(r);
-        if self.map.len() > 256 {
-            self.map.clear();
+        if map.len() >= 64 {
+            map.clear();
         }
-        self.map.insert(pattern.to_string(), r.clone());
+        map.insert(pattern.to_string(), r.clone());
         Ok(r)
     }
 }
@@ -1577,20 +1589,32 @@ pub fn like(
     pattern: &Value,
     case_insensitive: bool,
 ) -> Result<bool, InvalidRegex> {
-    let pattern = pattern.to_js_string();
-    let mut re = String::with_capacity(pattern.len() + 8);
-    if case_insensitive {
-        re.push_str("(?i)");
-    }
-    for c in pattern.chars() {
-        match c {
-            '%' => re.push_str(".*"),
-            '_' => re.push('.'),
-            c => re.push_str(&regex::escape(&c.to_string())),
+    let pattern = text_of(pattern);
+    let map = &mut cache.like[usize::from(case_insensitive)];
+    let r = match map.get(&*pattern) {
+        Some(r) => r.clone(),
+        None => {
+            let mut re = String::with_capacity(pattern.len() + 8);
+            if case_insensitive {
+                re.push_str("(?i)");
+            }
+            for c in pattern.chars() {
+                match c {
+                    '%' => re.push_str(".*"),
+                    '_' => re.push('.'),
+                    c => re.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
+                }
+            }
+            let r = cache.get(&re)?;
+            let map = &mut cache.like[usize::from(case_insensitive)];
+            if map.len() >= 64 {
+                map.clear();
+            }
+            map.insert(pattern.to_string(), r.clone());
+            r
         }
-    }
-    let r = cache.get(&re)?;
-    Ok(r.is_match(&value.to_js_string()))
+    };
+    Ok(r.is_match(&text_of(value)))
 }
 
 /// `value =~ pattern`: false when either side is falsy, as in PostHog.
@@ -1603,10 +1627,14 @@ pub fn regex_match(
     if !pattern.truthy() || !value.truthy() {
         return Ok(false);
     }
-    let mut p = pattern.to_js_string();
-    if case_insensitive {
-        p = format!("(?i){p}");
+    let r = cache.get_with(&text_of(pattern), case_insensitive)?;
+    Ok(r.is_match(&text_of(value)))
+}
+
+/// A value's text for matching: strings as they are, anything else through `String(x)`.
+fn text_of(v: &Value) -> std::borrow::Cow<'_, str> {
+    match v {
+        Value::Str(s) => std::borrow::Cow::Borrowed(&**s),
+        other => std::borrow::Cow::Owned(other.to_js_string()),
     }
-    let r = cache.get(&p)?;
-    Ok(r.is_match(&value.to_js_string()))
 }

@@ -249,3 +249,11 @@ fn too_many_async_steps() {
     assert_eq!(steps, 3);
     assert_eq!(e.kind, ErrorKind::Limit("async steps"), "{e}");
 }
+
+#[test]
+fn arrays_that_contain_themselves_convert_without_crashing() {
+    // JavaScript's join gives '' for an array met again inside itself.
+    assert_eq!(result_of("let a := [1]\na.2 := a\nreturn a =~ '^1,$'"), "true");
+    assert_eq!(result_of("let a := [1]\na.2 := a\nreturn a + 1"), "NaN");
+    assert_eq!(result_of("let a := []\na.1 := a\nreturn a < 'x'"), "true");
+}

@@ -12,6 +12,8 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 
 mod coerce;
+
+pub use coerce::{js_number, js_scalar_string, js_string, write_js_string};
 mod collections;
 mod crypto;
 mod dates;
