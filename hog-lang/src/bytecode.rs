@@ -256,14 +256,17 @@ pub enum Op {
         /// Local to store into (a following `SET_LOCAL`), or `None` to push.
         dst: Option<u32>,
     },
-    /// A comparison of the two values on the stack followed by `JUMP_IF_FALSE`.
+    /// A comparison of the two values on the stack followed by `JUMP_IF_FALSE` (or by the `and`
+    /// shape that leads to one).
     CompareJump {
         /// The comparison.
         op: Opcode,
-        /// Where to jump when false.
+        /// Where to go when false.
         target: u32,
+        /// Where to go when true.
+        next: u32,
     },
-    /// A comparison of two operands followed by `JUMP_IF_FALSE`.
+    /// A comparison of two operands followed by `JUMP_IF_FALSE` (or the `and` shape).
     CompareOperandsJump {
         /// The comparison.
         op: Opcode,
@@ -271,8 +274,10 @@ pub enum Op {
         left: Operand,
         /// Right operand (pushed first).
         right: Operand,
-        /// Where to jump when false.
+        /// Where to go when false.
         target: u32,
+        /// Where to go when true.
+        next: u32,
     },
     /// `GET_LOCAL from; SET_LOCAL to`.
     MoveLocal {

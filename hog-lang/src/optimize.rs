@@ -14,7 +14,7 @@ pub fn fuse(ops: &[Op]) -> Vec<Op> {
     if std::env::var_os("HOG_NOFUSE").is_some() {
         return ops.to_vec();
     }
-    (0..ops.len()).map(|i| fuse_at(&ops[i..]).unwrap_or_else(|| ops[i].clone())).collect()
+    (0..ops.len()).map(|i| fuse_at(ops, i).unwrap_or_else(|| ops[i].clone())).collect()
 }
 
 fn operand(op: &Op) -> Option<Operand> {
@@ -45,9 +45,31 @@ fn numeric_compare(op: &Op) -> Option<Opcode> {
     }
 }
 
-fn fuse_at(ops: &[Op]) -> Option<Op> {
-    // right, left, op [, SET_LOCAL d | JUMP_IF_FALSE t]
-    if let [a, b, c, rest @ ..] = ops {
+/// After a comparison at `at` (its result on the stack): where control goes when the result is
+/// false and when it is true, if what follows only branches on it. Two shapes: `JUMP_IF_FALSE t`,
+/// and the `and` shape `AND 1; JUMP j` with `JUMP_IF_FALSE t` at `j`.
+fn branch_after(ops: &[Op], at: usize) -> Option<(u32, u32)> {
+    match ops.get(at..) {
+        Some([Op::JumpIfFalse(t), ..]) => Some((thread(ops, *t), (at + 1) as u32)),
+        Some([Op::And(1), Op::Jump(j), ..]) => match ops.get(*j as usize) {
+            Some(Op::JumpIfFalse(t)) => Some((thread(ops, *t), *j + 1)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Jump threading: a jump to `FALSE; JUMP_IF_FALSE t` goes to `t` directly.
+fn thread(ops: &[Op], target: u32) -> u32 {
+    match ops.get(target as usize..) {
+        Some([Op::False, Op::JumpIfFalse(t), ..]) => *t,
+        _ => target,
+    }
+}
+
+fn fuse_at(ops: &[Op], i: usize) -> Option<Op> {
+    // right, left, op [, SET_LOCAL d | a branch]
+    if let Some([a, b, c, rest @ ..]) = ops.get(i..) {
         if let (Some(right), Some(left)) = (operand(a), operand(b)) {
             if let Some(op) = arith(c) {
                 let dst = match rest.first() {
@@ -56,13 +78,16 @@ fn fuse_at(ops: &[Op]) -> Option<Op> {
                 };
                 return Some(Op::Arith { op, left, right, dst });
             }
-            if let (Some(op), Some(Op::JumpIfFalse(target))) = (numeric_compare(c), rest.first()) {
-                return Some(Op::CompareOperandsJump { op, left, right, target: *target });
+            if let (Some(op), Some((target, next))) = (numeric_compare(c), branch_after(ops, i + 3)) {
+                return Some(Op::CompareOperandsJump { op, left, right, target, next });
             }
         }
     }
-    match ops {
-        [c, Op::JumpIfFalse(target), ..] => numeric_compare(c).map(|op| Op::CompareJump { op, target: *target }),
+    match ops.get(i..)? {
+        [c, ..] if numeric_compare(c).is_some() => {
+            let (target, next) = branch_after(ops, i + 1)?;
+            Some(Op::CompareJump { op: numeric_compare(c)?, target, next })
+        }
         [Op::GetLocal(from), Op::SetLocal(to), ..] => Some(Op::MoveLocal { from: *from, to: *to }),
         _ => None,
     }
@@ -91,10 +116,33 @@ mod tests {
             code[0],
             Op::Arith { op: Arith::Plus, left: Operand::Local(0), right: Operand::Num(1.0), dst: Some(0) }
         ));
-        assert!(matches!(code[4], Op::CompareOperandsJump { op: Opcode::LT, left: Operand::Local(0), .. }));
-        assert!(matches!(code[6], Op::CompareJump { op: Opcode::LT, target: 0 }));
+        assert!(matches!(code[4], Op::CompareOperandsJump { op: Opcode::LT, left: Operand::Local(0), next: 8, .. }));
+        assert!(matches!(code[6], Op::CompareJump { op: Opcode::LT, target: 0, next: 8 }));
         // Positions inside a sequence keep their own (possibly fused) instruction.
         assert!(matches!(code[2], Op::Plus));
+    }
+
+    #[test]
+    fn and_shapes_branch_directly() {
+        // while (a < 1 and b < 2) { … }: cond1; JIF Lf; cond2; AND 1; JUMP 1; Lf: FALSE; JIF end
+        let ops = vec![
+            Op::Num(1.0),
+            Op::GetLocal(0),
+            Op::Compare(Opcode::LT),
+            Op::JumpIfFalse(9),
+            Op::Num(2.0),
+            Op::GetLocal(1),
+            Op::Compare(Opcode::LT),
+            Op::And(1),
+            Op::Jump(10),
+            Op::False,
+            Op::JumpIfFalse(20),
+        ];
+        let code = fuse(&ops);
+        // The first condition jumps straight to the end when false.
+        assert!(matches!(code[0], Op::CompareOperandsJump { target: 20, next: 4, .. }));
+        // The second skips AND/JUMP/JUMP_IF_FALSE.
+        assert!(matches!(code[4], Op::CompareOperandsJump { target: 20, next: 11, .. }));
     }
 
     #[test]

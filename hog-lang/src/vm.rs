@@ -897,7 +897,7 @@ impl Vm {
                 self.ops += op.covers() as u64 - 1;
                 return Ok(Flow::Goto(ip + op.covers()));
             }
-            Op::CompareJump { op: cmp, target } => {
+            Op::CompareJump { op: cmp, target, next } => {
                 let n = self.stack.len();
                 let (a, b) = match self.stack.get(n.wrapping_sub(2)..) {
                     Some([Value::Number(b), Value::Number(a)]) => (*a, *b),
@@ -905,14 +905,14 @@ impl Vm {
                 };
                 self.stack.truncate(n - 2);
                 self.ops += 1;
-                return Ok(Flow::Goto(if compare_numbers(*cmp, a, b) { ip + 2 } else { *target as usize }));
+                return Ok(Flow::Goto(if compare_numbers(*cmp, a, b) { *next } else { *target } as usize));
             }
-            Op::CompareOperandsJump { op: cmp, left, right, target } => {
+            Op::CompareOperandsJump { op: cmp, left, right, target, next } => {
                 let (Some(a), Some(b)) = (self.operand(base, *left), self.operand(base, *right)) else {
                     return self.step_original(chunk, ip, base, host);
                 };
                 self.ops += 3;
-                return Ok(Flow::Goto(if compare_numbers(*cmp, a, b) { ip + 4 } else { *target as usize }));
+                return Ok(Flow::Goto(if compare_numbers(*cmp, a, b) { *next } else { *target } as usize));
             }
             Op::MoveLocal { from, to } => {
                 let v = self.local(base, *from);
