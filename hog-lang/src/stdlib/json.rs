@@ -12,7 +12,7 @@
 //!   (`'0'`, `'length'`). An index of 0 is an error, as in PostHog.
 //! - `JSONExtractInt`/`Float` apply JavaScript's `parseInt`/`parseFloat` to `String(value)`.
 //!
-//! Parsing uses serde_json (errors say line and column; nesting is limited to 128 levels).
+//! Parsing uses serde_json (errors say line and column; at most 127 levels of nesting).
 
 use super::{arg, Ctx, NativeFunction, NativeResult, StdlibError};
 use crate::value::{format_number, Dict, Key, Value};
