@@ -545,7 +545,7 @@ impl Value {
 /// JavaScript's `StringToNumber`: trims whitespace, empty is 0, decimal or `0x`/`0o`/`0b`
 /// integers, `Infinity`; anything else is `NaN`.
 pub fn js_string_to_number(s: &str) -> f64 {
-    let t = s.trim_matches(|c: char| c.is_whitespace() || c == '\u{FEFF}');
+    let t = s.trim_matches(is_js_space);
     if t.is_empty() {
         return 0.0;
     }
@@ -607,6 +607,12 @@ pub fn push_number(out: &mut String, n: f64) {
     } else {
         out.push_str(&format_number(n));
     }
+}
+
+/// JavaScript's white space and line terminators (Rust's `is_whitespace` adds U+0085 and lacks
+/// U+FEFF).
+pub fn is_js_space(c: char) -> bool {
+    c == '\u{FEFF}' || (c.is_whitespace() && c != '\u{85}')
 }
 
 /// JavaScript's `Number.prototype.toString()`: shortest round-trip digits, exponent form below

@@ -6,8 +6,8 @@
 //! with hex digits; the prefix length is JavaScript's `Number(mask)` (whitespace and fractions
 //! allowed); an address and a network of different families never match.
 
-use super::json::is_js_space;
 use super::{Ctx, NativeFunction, NativeResult};
+use crate::value::is_js_space;
 use crate::value::{js_string_to_number, Value};
 
 /// The ip family.

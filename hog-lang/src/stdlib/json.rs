@@ -468,91 +468,11 @@ fn join_items(v: &Value, origin: Origin, out: &mut String, seen: &mut Vec<usize>
             other => join_items(other, origin, out, seen)?,
         }
         if out.len() > MAX_OUTPUT {
-            return Err(too_large());
+            return Err(super::coerce::too_large());
         }
     }
     seen.pop();
     Ok(())
-}
-
-fn too_large() -> StdlibError {
-    StdlibError::Invalid("the result would be larger than 64 MB".into())
-}
-
-/// JavaScript's whitespace, as `parseInt`/`parseFloat` skip it.
-pub(crate) fn is_js_space(c: char) -> bool {
-    matches!(
-        c,
-        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
-            ..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}' | '\u{feff}'
-    )
-}
-
-/// JavaScript's `parseFloat`: the longest decimal number at the start (after whitespace).
-fn parse_float(s: &str) -> f64 {
-    let t = s.trim_start_matches(is_js_space);
-    let b = t.as_bytes();
-    let mut i = 0;
-    let negative = b.first() == Some(&b'-');
-    if matches!(b.first(), Some(b'-' | b'+')) {
-        i = 1;
-    }
-    if t[i..].starts_with("Infinity") {
-        return if negative { f64::NEG_INFINITY } else { f64::INFINITY };
-    }
-    let digits = |from: usize| from + b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
-    let int_end = digits(i);
-    let mut end = int_end;
-    let mut mantissa_digits = int_end - i;
-    if b.get(end) == Some(&b'.') {
-        let frac_end = digits(end + 1);
-        mantissa_digits += frac_end - end - 1;
-        end = frac_end;
-    }
-    if mantissa_digits == 0 {
-        return f64::NAN;
-    }
-    if matches!(b.get(end), Some(b'e' | b'E')) {
-        let mut j = end + 1;
-        if matches!(b.get(j), Some(b'-' | b'+')) {
-            j += 1;
-        }
-        let exp_end = digits(j);
-        if exp_end > j {
-            end = exp_end;
-        }
-    }
-    // Rust's parser takes the same syntax (sign, "1.", ".5", exponent) and rounds correctly.
-    t[..end].parse().unwrap_or(f64::NAN)
-}
-
-/// JavaScript's `parseInt` with no radix: decimal digits, or hex after `0x`.
-fn parse_int(s: &str) -> f64 {
-    let t = s.trim_start_matches(is_js_space);
-    let (negative, t) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let (radix, t) = match t.get(..2) {
-        Some("0x" | "0X") => (16, &t[2..]),
-        _ => (10, t),
-    };
-    let len = t.bytes().take_while(|c| (*c as char).is_digit(radix)).count();
-    if len == 0 {
-        return f64::NAN;
-    }
-    let digits = &t[..len];
-    let v = if radix == 10 {
-        digits.parse().unwrap_or(f64::NAN)
-    } else {
-        digits.chars().fold(0.0, |acc, c| acc * 16.0 + f64::from(c.to_digit(16).unwrap_or(0)))
-    };
-    if negative {
-        -v
-    } else {
-        v
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -867,14 +787,14 @@ fn json_extract_float(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     let Some((v, origin)) = extract(args)? else { return Ok(Value::Null) };
     let f = match v {
         Value::Number(n) => n,
-        other => parse_float(&js_string(&other, origin)?),
+        other => super::math::parse_float(&js_string(&other, origin)?),
     };
     Ok(if f.is_nan() { Value::Null } else { Value::Number(f) })
 }
 
 fn json_extract_int(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     let Some((v, origin)) = extract(args)? else { return Ok(Value::Null) };
-    let i = parse_int(&js_string(&v, origin)?);
+    let i = super::math::parse_int(&js_string(&v, origin)?);
     Ok(if i.is_nan() { Value::Null } else { Value::Number(i) })
 }
 
@@ -922,7 +842,7 @@ impl JsonWriter {
     /// show as `{}`, a cycle is an error).
     fn value(&mut self, v: &Value, level: usize, raw: bool) -> Result<(), StdlibError> {
         if self.out.len() > MAX_OUTPUT {
-            return Err(too_large());
+            return Err(super::coerce::too_large());
         }
         match v {
             Value::Null => self.out.push_str("null"),
@@ -1126,6 +1046,7 @@ fn write_json_string(out: &mut String, s: &str) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::math::{parse_float, parse_int};
     use super::*;
 
     #[test]

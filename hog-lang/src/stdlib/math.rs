@@ -10,7 +10,7 @@
 use super::coerce::{js_number, js_scalar_string, js_string, MAX_BYTES as MAX_STRING, MAX_DEPTH};
 use super::{arg, Ctx, NativeFunction, NativeResult, StdlibError};
 use crate::bytecode::Opcode;
-use crate::value::{days_from_civil, format_number, Value};
+use crate::value::{days_from_civil, format_number, is_js_space, Value};
 use crate::vm::order;
 use std::borrow::Cow;
 
@@ -212,10 +212,6 @@ fn leading_text(v: &Value) -> Cow<'_, str> {
         }
     }
     Cow::Borrowed("")
-}
-
-fn is_js_space(c: char) -> bool {
-    c == '\u{FEFF}' || (c.is_whitespace() && c != '\u{85}')
 }
 
 /// JavaScript's `parseInt(s)`: optional sign, `0x` for hex, then as many digits as there are;
