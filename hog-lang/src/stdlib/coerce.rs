@@ -6,7 +6,6 @@
 use super::StdlibError;
 use crate::value::{format_number, js_string_to_number, Value};
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::rc::Rc;
 
 /// The largest string or collection a function may build.
@@ -72,18 +71,27 @@ pub fn js_scalar_string(v: &Value) -> Cow<'static, str> {
 
 fn write_js_scalar(v: &Value, out: &mut String) {
     match v {
-        // Whole numbers print as plain digits; skip format_number's allocation for them.
-        Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 && *n != 0.0 => {
-            let _ = write!(out, "{}", *n as i64);
-        }
+        Value::Number(n) => crate::value::push_number(out, *n),
         Value::Str(s) => out.push_str(s),
         other => out.push_str(&js_scalar_string(other)),
     }
 }
 
 fn write_js_items(v: &Value, out: &mut String, seen: &mut Vec<*const ()>) -> Result<(), StdlibError> {
+    join_js(v, out, seen, &mut write_js_scalar)
+}
+
+/// JavaScript's `Array.prototype.join(',')` of `v` into `out`, writing non-array items with
+/// `scalar`: null items are empty, an array met again inside itself is empty (as in V8), nesting
+/// past `MAX_DEPTH` and text past `MAX_BYTES` are errors.
+pub fn join_js(
+    v: &Value,
+    out: &mut String,
+    seen: &mut Vec<*const ()>,
+    scalar: &mut dyn FnMut(&Value, &mut String),
+) -> Result<(), StdlibError> {
     let (Value::Array(a) | Value::Tuple(a)) = v else {
-        write_js_scalar(v, out);
+        scalar(v, out);
         return Ok(());
     };
     let ptr = Rc::as_ptr(a) as *const ();
@@ -100,8 +108,8 @@ fn write_js_items(v: &Value, out: &mut String, seen: &mut Vec<*const ()>) -> Res
         }
         match item {
             Value::Null => {}
-            Value::Array(_) | Value::Tuple(_) => write_js_items(item, out, seen)?,
-            other => write_js_scalar(other, out),
+            Value::Array(_) | Value::Tuple(_) => join_js(item, out, seen, scalar)?,
+            other => scalar(other, out),
         }
         check_size(out)?;
     }

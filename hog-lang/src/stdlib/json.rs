@@ -427,7 +427,7 @@ fn js_string(v: &Value, origin: Origin) -> Result<String, StdlibError> {
         Value::Str(s) => Ok(s.to_string()),
         Value::Array(_) | Value::Tuple(_) => {
             let mut out = String::new();
-            join_items(v, origin, &mut out, &mut Vec::new())?;
+            join_items(v, origin, &mut out)?;
             Ok(out)
         }
         other => Ok(js_scalar_string(other, origin).into_owned()),
@@ -445,34 +445,8 @@ fn js_scalar_string(v: &Value, origin: Origin) -> Cow<'static, str> {
     }
 }
 
-fn join_items(v: &Value, origin: Origin, out: &mut String, seen: &mut Vec<usize>) -> Result<(), StdlibError> {
-    let (Value::Array(a) | Value::Tuple(a)) = v else {
-        out.push_str(&js_scalar_string(v, origin));
-        return Ok(());
-    };
-    let ptr = Rc::as_ptr(a) as usize;
-    if seen.contains(&ptr) {
-        return Ok(());
-    }
-    if seen.len() >= MAX_DEPTH {
-        return Err(StdlibError::Invalid(format!("value nested deeper than {MAX_DEPTH} levels")));
-    }
-    seen.push(ptr);
-    for (i, item) in a.borrow().iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        match item {
-            Value::Null => {}
-            Value::Str(s) => out.push_str(s),
-            other => join_items(other, origin, out, seen)?,
-        }
-        if out.len() > MAX_OUTPUT {
-            return Err(super::coerce::too_large());
-        }
-    }
-    seen.pop();
-    Ok(())
+fn join_items(v: &Value, origin: Origin, out: &mut String) -> Result<(), StdlibError> {
+    super::coerce::join_js(v, out, &mut Vec::new(), &mut |x, out| out.push_str(&js_scalar_string(x, origin)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1046,31 +1020,7 @@ fn write_json_string(out: &mut String, s: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::math::{parse_float, parse_int};
     use super::*;
-
-    #[test]
-    fn parse_float_like_javascript() {
-        assert_eq!(parse_float("  3.5abc"), 3.5);
-        assert_eq!(parse_float("-.5e1x"), -5.0);
-        assert_eq!(parse_float("1e"), 1.0);
-        assert_eq!(parse_float("1.e2"), 100.0);
-        assert_eq!(parse_float("+Infinityx"), f64::INFINITY);
-        assert_eq!(parse_float("0x10"), 0.0);
-        assert!(parse_float(".").is_nan());
-        assert!(parse_float("e5").is_nan());
-        assert!(parse_float("").is_nan());
-    }
-
-    #[test]
-    fn parse_int_like_javascript() {
-        assert_eq!(parse_int(" 42px"), 42.0);
-        assert_eq!(parse_int("0x1A"), 26.0);
-        assert_eq!(parse_int("-12.9"), -12.0);
-        assert_eq!(parse_int("1e+21"), 1.0);
-        assert!(parse_int("0x").is_nan());
-        assert!(parse_int("abc").is_nan());
-    }
 
     #[test]
     fn lone_surrogates() {
