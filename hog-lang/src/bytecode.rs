@@ -279,6 +279,13 @@ pub enum Op {
         /// Where to go when true.
         next: u32,
     },
+    /// An arithmetic operation on the two values on the stack, stored into a local.
+    ArithSet {
+        /// The operation.
+        op: Arith,
+        /// The local.
+        dst: u32,
+    },
     /// `GET_LOCAL from; SET_LOCAL to`.
     MoveLocal {
         /// Source local.
@@ -347,7 +354,7 @@ impl Op {
         match self {
             Op::Arith { dst: None, .. } => 3,
             Op::Arith { dst: Some(_), .. } => 4,
-            Op::CompareJump { .. } | Op::MoveLocal { .. } => 2,
+            Op::CompareJump { .. } | Op::MoveLocal { .. } | Op::ArithSet { .. } => 2,
             Op::CompareOperandsJump { .. } => 4,
             _ => 1,
         }

@@ -89,6 +89,7 @@ fn fuse_at(ops: &[Op], i: usize) -> Option<Op> {
             Some(Op::CompareJump { op: numeric_compare(c)?, target, next })
         }
         [Op::GetLocal(from), Op::SetLocal(to), ..] => Some(Op::MoveLocal { from: *from, to: *to }),
+        [a, Op::SetLocal(dst), ..] => arith(a).map(|op| Op::ArithSet { op, dst: *dst }),
         _ => None,
     }
 }
@@ -119,7 +120,8 @@ mod tests {
         assert!(matches!(code[4], Op::CompareOperandsJump { op: Opcode::LT, left: Operand::Local(0), next: 8, .. }));
         assert!(matches!(code[6], Op::CompareJump { op: Opcode::LT, target: 0, next: 8 }));
         // Positions inside a sequence keep their own (possibly fused) instruction.
-        assert!(matches!(code[2], Op::Plus));
+        assert!(matches!(code[2], Op::ArithSet { op: Arith::Plus, dst: 0 }));
+        assert!(matches!(ops[2], Op::Plus));
     }
 
     #[test]

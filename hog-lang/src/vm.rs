@@ -914,6 +914,18 @@ impl Vm {
                 self.ops += 3;
                 return Ok(Flow::Goto(if compare_numbers(*cmp, a, b) { *next } else { *target } as usize));
             }
+            Op::ArithSet { op: arith, dst } => {
+                let n = self.stack.len();
+                let d = base + *dst as usize;
+                let r = match self.stack.get(n.wrapping_sub(2)..) {
+                    Some([Value::Number(b), Value::Number(a)]) if d < n - 2 => arith.apply(*a, *b),
+                    _ => return self.step_original(chunk, ip, base, host),
+                };
+                self.stack.truncate(n - 2);
+                self.stack[d] = Value::Number(r);
+                self.ops += 1;
+                return Ok(Flow::Goto(ip + 2));
+            }
             Op::MoveLocal { from, to } => {
                 let v = self.local(base, *from);
                 match self.stack.get_mut(base + *to as usize) {
@@ -1308,6 +1320,13 @@ fn op_name(op: &Op) -> String {
             Operand::Num(_) => Opcode::FLOAT,
         },
         Op::CompareJump { op, .. } => *op,
+        Op::ArithSet { op, .. } => match op {
+            crate::bytecode::Arith::Plus => Opcode::PLUS,
+            crate::bytecode::Arith::Minus => Opcode::MINUS,
+            crate::bytecode::Arith::Multiply => Opcode::MULTIPLY,
+            crate::bytecode::Arith::Divide => Opcode::DIVIDE,
+            crate::bytecode::Arith::Mod => Opcode::MOD,
+        },
         Op::MoveLocal { .. } => Opcode::GET_LOCAL,
     };
     code.name().to_string()
