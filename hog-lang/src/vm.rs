@@ -784,8 +784,10 @@ impl Vm {
                 let value = self.pop()?;
                 let key = self.pop()?;
                 let obj = self.pop()?;
-                set_property(&obj, &key, value)?;
-                self.charge(crate::memory::DICT_ENTRY)?;
+                let grown = set_property(&obj, &key, value)?;
+                if grown > 0 {
+                    self.charge(grown)?;
+                }
             }
             Op::Throw => {
                 let exception = self.pop()?;
@@ -1386,7 +1388,9 @@ pub fn get_property(obj: &Value, key: &Value) -> VmResult<Value> {
 }
 
 /// `container[key] := value`.
-pub fn set_property(obj: &Value, key: &Value, value: Value) -> VmResult<()> {
+/// `obj[key] := value`. Returns how many bytes of slots the container grew by (for the memory
+/// limit): a new dict entry, or the slots an array assignment past its end adds.
+pub fn set_property(obj: &Value, key: &Value, value: Value) -> VmResult<usize> {
     match obj {
         Value::Dict(d) => {
             let k = key.to_key().ok_or_else(|| {
@@ -1395,21 +1399,23 @@ pub fn set_property(obj: &Value, key: &Value, value: Value) -> VmResult<()> {
                     key.type_name()
                 ))
             })?;
-            d.borrow_mut().insert(k, value);
-            Ok(())
+            let fresh = d.borrow_mut().insert(k, value).is_none();
+            Ok(if fresh { crate::memory::DICT_ENTRY } else { 0 })
         }
         Value::Array(a) | Value::Tuple(a) => match key {
             Value::Number(n) if *n > 0.0 && n.fract() == 0.0 => {
                 let idx = (*n - 1.0) as usize;
                 let mut a = a.borrow_mut();
+                let mut grown = 0;
                 if idx >= a.len() {
                     if idx > a.len() + 1_000_000 {
                         return Err(VmError::runtime(format!("index {n} is too far past the end of the array")));
                     }
+                    grown = (idx + 1 - a.len()) * crate::memory::SLOT;
                     a.resize(idx + 1, Value::Null);
                 }
                 a[idx] = value;
-                Ok(())
+                Ok(grown)
             }
             Value::Number(_) => Err(VmError::runtime("Hog arrays start from index 1")),
             other => Err(VmError::runtime(format!("Can not set {} on an array", other.to_js_string()))),

@@ -257,3 +257,12 @@ fn arrays_that_contain_themselves_convert_without_crashing() {
     assert_eq!(result_of("let a := [1]\na.2 := a\nreturn a + 1"), "NaN");
     assert_eq!(result_of("let a := []\na.1 := a\nreturn a < 'x'"), "true");
 }
+
+#[test]
+fn growing_arrays_by_assignment_counts_against_memory() {
+    let e = run_err(
+        "let all := []\nfor (let i := 0; i < 100; i := i + 1) {\n  let a := []\n  a[1000000] := i\n  all := arrayPushBack(all, a)\n}\n",
+        Limits::default(),
+    );
+    assert_eq!(e.kind, ErrorKind::Limit("memory"), "{e}");
+}
