@@ -608,7 +608,6 @@ impl Vm {
         }
     }
 
-    #[inline(always)]
     fn local(&self, base: usize, i: u32) -> Value {
         self.stack.get(base + i as usize).cloned().unwrap_or_default()
     }
@@ -1205,6 +1204,7 @@ impl Vm {
         Err(VmError::runtime(format!("Global variable not found: {}", path.join("."))))
     }
 
+    #[inline(never)]
     fn compare(&mut self, op: Opcode, left: Value, right: Value) -> VmResult<bool> {
         Ok(match op {
             Opcode::EQ => equals(&left, &right),
