@@ -12,7 +12,7 @@
 use crate::ast::*;
 use crate::bytecode::{Item, Opcode};
 use crate::diagnostics::{did_you_mean, Code as DiagCode, Diagnostic, Diagnostics};
-use crate::parser::parse_program;
+use crate::parser::parse_program_here;
 use crate::stdlib;
 
 /// The globals a function sees in the pipeline (see HOG.md).
@@ -137,7 +137,7 @@ pub(crate) fn with_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 /// Compiles a whole program to bytecode.
 pub fn compile(source: &str, options: &CompileOptions) -> Result<Code, Diagnostics> {
     with_big_stack(|| {
-        let program = parse_program(source)?;
+        let program = parse_program_here(source)?;
         let mut c = Compiler::new(options.clone());
         let code = c.program(&program);
         c.finish(code)
@@ -151,7 +151,7 @@ pub fn compile_function_body(params: &[&str], source: &str, options: &CompileOpt
 }
 
 fn compile_function_body_inner(params: &[&str], source: &str, options: &CompileOptions) -> Result<Code, Diagnostics> {
-    let program = parse_program(source)?;
+    let program = parse_program_here(source)?;
     let mut c = Compiler::new(options.clone());
     for p in params {
         c.declare(p, Span::default(), None);
@@ -199,7 +199,7 @@ impl Compiler {
     }
 
     fn compile_repl_inner(&mut self, source: &str) -> Result<(Code, bool), Diagnostics> {
-        let program = parse_program(source)?;
+        let program = parse_program_here(source)?;
         self.diags.clear();
         let before = self.top_level_count();
         let mut code = Code::default();

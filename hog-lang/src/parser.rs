@@ -15,8 +15,14 @@ mod grammar {
 }
 use grammar::{HogParser, Rule};
 
-/// Parses a whole program.
+/// Parses a whole program (on a thread with a large stack, so deep nesting within the limits
+/// never overflows the caller's stack).
 pub fn parse_program(source: &str) -> Result<Program, Diagnostics> {
+    crate::compiler::with_big_stack(|| parse_program_here(source))
+}
+
+/// Parses a whole program on the current thread (callers run it on a large stack).
+pub(crate) fn parse_program_here(source: &str) -> Result<Program, Diagnostics> {
     prescan(source).map_err(|d| Diagnostics(vec![d]))?;
     let mut pairs = HogParser::parse(Rule::program, source).map_err(|e| Diagnostics(vec![pest_error(source, e)]))?;
     let program = pairs.next().expect("program rule always yields one pair");

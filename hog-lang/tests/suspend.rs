@@ -204,3 +204,54 @@ fn bad_states_are_errors_not_panics() {
         }
     }
 }
+
+/// Every corpus program, with `sleep(0)` before each top-level statement, prints the same when its
+/// VM is saved, serialized (alternately JSON and binary) and restored at every one of those
+/// suspensions: the state carries everything a real program can have live between statements.
+#[test]
+fn every_corpus_program_survives_serialization_between_statements() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .expect("corpus")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "hog"))
+        .collect();
+    paths.sort();
+    let mut checked = 0;
+    for path in paths {
+        let source = std::fs::read_to_string(&path).expect("read");
+        let Ok(program) = hog_lang::parser::parse_program(&source) else { continue };
+        let mut instrumented = String::new();
+        let mut last = 0;
+        for stmt in &program.body {
+            instrumented.push_str(&source[last..stmt.span.start]);
+            instrumented.push_str("sleep(0)\n");
+            last = stmt.span.start;
+        }
+        instrumented.push_str(&source[last..]);
+        let expected = std::fs::read_to_string(path.with_extension("stdout")).expect("expected output");
+        let Ok(chunk) = compile_chunk(&instrumented, &CompileOptions::default()) else { continue };
+        let mut vm = Vm::new(Value::Null);
+        vm.limits.max_async_steps = 100_000;
+        let mut host = CollectingHost::default();
+        let mut outcome = vm.run(chunk, &mut host);
+        let mut n = 0;
+        while let Ok(Outcome::Suspended { .. }) = outcome {
+            n += 1;
+            let state = vm.save();
+            vm = if n % 2 == 0 {
+                Vm::restore(&VmState::from_json(&state.to_json()).expect("json")).expect("restore")
+            } else {
+                Vm::restore(&VmState::from_bytes(&state.to_bytes()).expect("bytes")).expect("restore")
+            };
+            vm.limits.max_async_steps = 100_000;
+            outcome = vm.resume(Value::Null, &mut host);
+        }
+        outcome.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut actual = host.lines.join("\n");
+        actual.push('\n');
+        assert_eq!(actual, expected, "{}", path.display());
+        checked += 1;
+    }
+    assert!(checked > 200, "only {checked} programs checked");
+}

@@ -217,6 +217,8 @@ struct Saver {
     chunk_ids: HashMap<*const Chunk, u32>,
     heap: Vec<HeapState>,
     heap_ids: HashMap<*const (), u32>,
+    /// Referenced containers whose entries are not written yet.
+    pending: Vec<(u32, Value)>,
 }
 
 impl Saver {
@@ -244,48 +246,56 @@ impl Saver {
         id
     }
 
+    /// The state of a value. Containers and errors become references to heap entries that
+    /// `fill_heap` writes afterwards, so nesting depth never turns into recursion here or in the
+    /// serialized form.
     fn value(&mut self, v: &Value) -> ValueState {
         match v {
             Value::Null => ValueState::Null,
             Value::Bool(b) => ValueState::Bool(*b),
             Value::Number(n) => ValueState::Number(*n),
             Value::Str(s) => ValueState::Str(s.to_string()),
-            Value::Array(a) | Value::Tuple(a) => {
-                let ptr = Rc::as_ptr(a) as *const ();
-                if let Some(&id) = self.heap_ids.get(&ptr) {
-                    return ValueState::Ref(id);
-                }
-                let id = self.reserve(ptr);
-                let items: Vec<ValueState> = a.borrow().iter().map(|x| self.value(x)).collect();
-                self.heap[id as usize] =
-                    if matches!(v, Value::Array(_)) { HeapState::Array(items) } else { HeapState::Tuple(items) };
-                ValueState::Ref(id)
-            }
-            Value::Dict(d) => {
-                let ptr = Rc::as_ptr(d) as *const ();
-                if let Some(&id) = self.heap_ids.get(&ptr) {
-                    return ValueState::Ref(id);
-                }
-                let id = self.reserve(ptr);
-                let entries: Vec<(ValueState, ValueState)> =
-                    d.borrow().iter().map(|(k, x)| (self.value(&k.to_value()), self.value(x))).collect();
-                self.heap[id as usize] = HeapState::Dict(entries);
-                ValueState::Ref(id)
-            }
-            Value::Error(e) => {
-                let ptr = Rc::as_ptr(e) as *const ();
-                if let Some(&id) = self.heap_ids.get(&ptr) {
-                    return ValueState::Ref(id);
-                }
-                let id = self.reserve(ptr);
-                let payload = self.value(&e.payload);
-                self.heap[id as usize] = HeapState::Error(e.kind.to_string(), e.message.to_string(), payload);
-                ValueState::Ref(id)
-            }
+            Value::Array(a) | Value::Tuple(a) => self.reference(Rc::as_ptr(a) as *const (), v),
+            Value::Dict(d) => self.reference(Rc::as_ptr(d) as *const (), v),
+            Value::Error(e) => self.reference(Rc::as_ptr(e) as *const (), v),
             Value::Callable(c) => ValueState::Callable(self.callable(c)),
             Value::Closure(c) => ValueState::Closure(self.callable(&c.callable), c.upvalues.to_vec()),
             Value::DateTime(d) => ValueState::DateTime(d.dt, d.zone.to_string()),
             Value::Date(y, m, d) => ValueState::Date(*y, *m, *d),
+        }
+    }
+
+    fn reference(&mut self, ptr: *const (), v: &Value) -> ValueState {
+        if let Some(&id) = self.heap_ids.get(&ptr) {
+            return ValueState::Ref(id);
+        }
+        let id = self.reserve(ptr);
+        self.pending.push((id, v.clone()));
+        ValueState::Ref(id)
+    }
+
+    /// Writes the heap entries of every referenced container, one at a time.
+    fn fill_heap(&mut self) {
+        while let Some((id, v)) = self.pending.pop() {
+            let state = match &v {
+                Value::Array(a) | Value::Tuple(a) => {
+                    let items: Vec<ValueState> = a.borrow().iter().map(|x| self.value(x)).collect();
+                    if matches!(v, Value::Array(_)) {
+                        HeapState::Array(items)
+                    } else {
+                        HeapState::Tuple(items)
+                    }
+                }
+                Value::Dict(d) => HeapState::Dict(
+                    d.borrow().iter().map(|(k, x)| (self.value(&k.to_value()), self.value(x))).collect(),
+                ),
+                Value::Error(e) => {
+                    let payload = self.value(&e.payload);
+                    HeapState::Error(e.kind.to_string(), e.message.to_string(), payload)
+                }
+                _ => continue,
+            };
+            self.heap[id as usize] = state;
         }
     }
 
@@ -389,7 +399,13 @@ impl Loader {
 impl Vm {
     /// Captures this VM (normally right after it suspended) as data.
     pub fn save(&self) -> VmState {
-        let mut s = Saver { chunks: Vec::new(), chunk_ids: HashMap::new(), heap: Vec::new(), heap_ids: HashMap::new() };
+        let mut s = Saver {
+            chunks: Vec::new(),
+            chunk_ids: HashMap::new(),
+            heap: Vec::new(),
+            heap_ids: HashMap::new(),
+            pending: Vec::new(),
+        };
         let stack = self.stack.iter().map(|v| s.value(v)).collect();
         let frames = self
             .frames
@@ -409,6 +425,7 @@ impl Vm {
             .collect();
         declared.sort();
         let globals = s.value(&self.globals);
+        s.fill_heap();
         VmState {
             version: STATE_VERSION,
             chunks: s.chunks,
