@@ -608,6 +608,7 @@ impl Vm {
         }
     }
 
+    #[inline]
     fn local(&self, base: usize, i: u32) -> Value {
         self.stack.get(base + i as usize).cloned().unwrap_or_default()
     }
