@@ -172,7 +172,7 @@ pub enum Op {
     /// Push `null`.
     Null,
     /// Push a string constant.
-    Str(Rc<str>),
+    Str(crate::value::Text),
     /// Push a number constant.
     Num(f64),
     /// Drop the top.
@@ -527,7 +527,7 @@ pub fn decode(
             Opcode::TRUE => (Op::True, 1),
             Opcode::FALSE => (Op::False, 1),
             Opcode::NULL => (Op::Null, 1),
-            Opcode::STRING => (Op::Str(string(1)?), 2),
+            Opcode::STRING => (Op::Str(crate::value::Text::from(&*string(1)?)), 2),
             // PostHog's VM pushes the operand as it is; its compiler writes booleans here too.
             Opcode::INTEGER | Opcode::FLOAT => match operand(1)? {
                 Item::Int(n) => (Op::Num(*n as f64), 2),
@@ -535,7 +535,7 @@ pub fn decode(
                 Item::Bool(true) => (Op::True, 2),
                 Item::Bool(false) => (Op::False, 2),
                 Item::Null => (Op::Null, 2),
-                Item::Str(s) => (Op::Str(Rc::from(s.as_str())), 2),
+                Item::Str(s) => (Op::Str(crate::value::Text::from(s.as_str())), 2),
                 Item::Op(o) => (Op::Num(f64::from(*o as u8)), 2),
             },
             Opcode::POP => (Op::Pop, 1),

@@ -59,7 +59,7 @@ pub fn live_bytes<'a>(roots: impl Iterator<Item = &'a Value>, cap: usize) -> usi
     let mut total = 0usize;
     let mut visit = |v: &Value, todo: &mut Vec<Value>, total: &mut usize| match v {
         Value::Str(s) => {
-            if seen.insert(Rc::as_ptr(s) as *const u8 as *const ()) {
+            if seen.insert(s.as_ptr()) {
                 *total += STRING_BASE + s.len();
             }
         }

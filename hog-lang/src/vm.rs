@@ -1521,7 +1521,7 @@ pub fn js_order(left: &Value, right: &Value) -> Option<std::cmp::Ordering> {
             | Value::Error(_)
             | Value::Closure(_)
             | Value::DateTime(_)
-            | Value::Date(..) => Value::Str(Rc::from(v.to_js_string().as_str())),
+            | Value::Date(..) => Value::from(v.to_js_string()),
             other => other.clone(),
         }
     };

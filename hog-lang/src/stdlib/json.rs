@@ -15,7 +15,7 @@
 //! Parsing uses serde_json (errors say line and column; at most 127 levels of nesting).
 
 use super::{arg, Ctx, NativeFunction, NativeResult, StdlibError};
-use crate::value::{format_number, Dict, Key, Value};
+use crate::value::{format_number, Dict, Key, Text, Value};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize as _;
 use std::borrow::Cow;
@@ -258,19 +258,19 @@ impl<'de> Visitor<'de> for Seed {
 struct KeySeed;
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Rc<str>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Rc<str>, D::Error> {
+    type Value = Text;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Text, D::Error> {
         d.deserialize_str(self)
     }
 }
 
 impl Visitor<'_> for KeySeed {
-    type Value = Rc<str>;
+    type Value = Text;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string key")
     }
-    fn visit_str<E>(self, s: &str) -> Result<Rc<str>, E> {
-        Ok(Rc::from(s))
+    fn visit_str<E>(self, s: &str) -> Result<Text, E> {
+        Ok(Text::from(s))
     }
 }
 
@@ -306,7 +306,7 @@ fn hog_object(d: &Dict) -> Option<Value> {
         let Value::Number(dt) = get("dt") else { return None };
         let zone = match get("zone") {
             Value::Str(z) if !z.is_empty() => z,
-            z if !z.truthy() => Rc::from("UTC"),
+            z if !z.truthy() => Text::from("UTC"),
             _ => return None,
         };
         return Some(Value::DateTime(Rc::new(crate::value::DateTimeValue { dt, zone })));
@@ -457,7 +457,7 @@ enum Prop {
     /// A number (an array index when whole and in range).
     Index(f64),
     /// Any other name.
-    Name(Rc<str>),
+    Name(Text),
 }
 
 impl Prop {
@@ -472,15 +472,15 @@ impl Prop {
                 let s = js_string(other, origin)?;
                 match array_index(&s) {
                     Some(i) => Prop::Index(f64::from(i)),
-                    None => Prop::Name(Rc::from(s)),
+                    None => Prop::Name(Text::from(s)),
                 }
             }
         })
     }
 
-    fn name(&self) -> Rc<str> {
+    fn name(&self) -> Text {
         match self {
-            Prop::Index(n) => Rc::from(format_number(*n)),
+            Prop::Index(n) => Text::from(format_number(*n)),
             Prop::Name(s) => s.clone(),
         }
     }
@@ -963,7 +963,7 @@ fn object_members(d: &Dict) -> Vec<(Rc<str>, Member<'_>)> {
     let mut index_keys = false;
     for (k, v) in d {
         let name: Rc<str> = match k {
-            Key::Str(s) => s.clone(),
+            Key::Str(s) => Rc::from(&**s),
             Key::Null => Rc::from("null"),
             Key::Bool(b) => Rc::from(if *b { "true" } else { "false" }),
             Key::Num(bits) => Rc::from(format_number(f64::from_bits(*bits))),

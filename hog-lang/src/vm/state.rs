@@ -8,7 +8,7 @@ use super::{Callable, CallableKind, Closure, Frame, TryFrame, Upvalue, Vm};
 use crate::ast::Span;
 use crate::bytecode::{self, Chunk, Item, Opcode};
 use crate::stdlib;
-use crate::value::{ArrayCell, DateTimeValue, Dict, DictCell, ErrorValue, Value};
+use crate::value::{ArrayCell, DateTimeValue, Dict, DictCell, ErrorValue, Text, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -374,7 +374,7 @@ impl Loader {
                 }))
             }
             ValueState::DateTime(dt, zone) => {
-                Value::DateTime(Rc::new(DateTimeValue { dt: *dt, zone: Rc::from(zone.as_str()) }))
+                Value::DateTime(Rc::new(DateTimeValue { dt: *dt, zone: Text::from(zone.as_str()) }))
             }
             ValueState::Date(y, m, d) => Value::Date(*y, *m, *d),
         })
@@ -506,8 +506,8 @@ impl Vm {
                 }
                 let payload = loader.value(payload)?;
                 loader.heap[i] = Value::Error(Rc::new(ErrorValue {
-                    kind: Rc::from(kind.as_str()),
-                    message: Rc::from(message.as_str()),
+                    kind: Text::from(kind.as_str()),
+                    message: Text::from(message.as_str()),
                     payload,
                 }));
             }

@@ -6,22 +6,21 @@
 //! Instants are JavaScript time values: `f64` milliseconds, valid within ±8.64e15.
 
 use super::StdlibError;
-use crate::value::{days_from_civil, escape_string};
+use crate::value::{days_from_civil, escape_string, Text};
 use chrono::{Offset, TimeZone};
 use chrono_tz::Tz;
-use std::rc::Rc;
 
 /// Largest magnitude of a JavaScript time value, in milliseconds.
 const MAX_TIME_MS: f64 = 8.64e15;
 const MS_PER_DAY: f64 = 86_400_000.0;
 
 thread_local! {
-    static UTC_NAME: Rc<str> = Rc::from("UTC");
+    static UTC_NAME: Text = Text::from("UTC");
 }
 
 /// The shared zone name `UTC`.
-pub(super) fn utc_name() -> Rc<str> {
-    UTC_NAME.with(Rc::clone)
+pub(super) fn utc_name() -> Text {
+    UTC_NAME.with(Text::clone)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +36,7 @@ enum ZoneKind {
 pub(super) struct Zone {
     kind: ZoneKind,
     /// luxon's `zoneName`: `UTC`, `UTC+3`, or an IANA name as it was written.
-    pub name: Rc<str>,
+    pub name: Text,
 }
 
 impl Zone {
@@ -48,7 +47,7 @@ impl Zone {
 
     /// Resolves a zone name like luxon: `utc`/`gmt` (any case), `UTC±H[:MM]`, `local`/`system`
     /// (the server's zone, UTC here), or an IANA name (any case).
-    pub fn parse(name: &Rc<str>) -> Result<Zone, StdlibError> {
+    pub fn parse(name: &Text) -> Result<Zone, StdlibError> {
         if &**name == "UTC" {
             return Ok(Zone::utc());
         }
@@ -81,7 +80,7 @@ impl Zone {
         }
         Zone {
             kind: ZoneKind::Fixed(minutes),
-            name: Rc::from(format!("UTC{}", format_offset(minutes, OffsetFormat::Narrow))),
+            name: Text::from(format!("UTC{}", format_offset(minutes, OffsetFormat::Narrow))),
         }
     }
 
@@ -645,7 +644,7 @@ mod tests {
 
     #[test]
     fn zones_resolve_like_luxon() {
-        let z = |s: &str| Zone::parse(&Rc::from(s)).map(|z| (z.name.to_string(), z.is_fixed()));
+        let z = |s: &str| Zone::parse(&Text::from(s)).map(|z| (z.name.to_string(), z.is_fixed()));
         assert_eq!(z("utc").unwrap(), ("UTC".into(), true));
         assert_eq!(z("GMT").unwrap(), ("UTC".into(), true));
         assert_eq!(z("utc-5:30").unwrap(), ("UTC-5:30".into(), true));
@@ -658,7 +657,7 @@ mod tests {
 
     #[test]
     fn dst_gap_moves_forward() {
-        let ny = Zone::parse(&Rc::from("America/New_York")).unwrap();
+        let ny = Zone::parse(&Text::from("America/New_York")).unwrap();
         // 2024-03-10 02:30 does not exist in New York; luxon gives 03:30 EDT.
         let local =
             Fields { year: 2024, month: 3, day: 10, hour: 2, minute: 30, second: 0, millisecond: 0 }.wall_millis();

@@ -16,7 +16,7 @@ mod format;
 mod luxon;
 
 use super::{arg, Ctx, NativeFunction, NativeResult, StdlibError};
-use crate::value::{days_from_civil, escape_string, js_string_to_number, parse_date_like, DateTimeValue, Value};
+use crate::value::{days_from_civil, escape_string, js_string_to_number, parse_date_like, DateTimeValue, Text, Value};
 use luxon::{Fields, Ldt, Zone};
 use std::rc::Rc;
 
@@ -357,7 +357,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
 
 // --- Values in and out ---
 
-fn datetime(dt: f64, zone: Rc<str>) -> Value {
+fn datetime(dt: f64, zone: Text) -> Value {
     Value::DateTime(Rc::new(DateTimeValue { dt, zone }))
 }
 
@@ -374,7 +374,7 @@ fn interval(value: Value, unit: &str) -> Value {
 }
 
 /// The zone argument `i`: absent for null or `''` (PostHog's `zone || 'UTC'`).
-fn zone_arg(args: &[Value], i: usize) -> Result<Option<(Zone, Rc<str>)>, StdlibError> {
+fn zone_arg(args: &[Value], i: usize) -> Result<Option<(Zone, Text)>, StdlibError> {
     match args.get(i) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Str(s)) if s.is_empty() => Ok(None),
@@ -511,7 +511,7 @@ fn to_datetime(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
         Some((z, n)) => (z, Some(n)),
         None => (Zone::utc(), None),
     };
-    let named = |own: Option<&Rc<str>>| name.clone().or_else(|| own.cloned()).unwrap_or_else(luxon::utc_name);
+    let named = |own: Option<&Text>| name.clone().or_else(|| own.cloned()).unwrap_or_else(luxon::utc_name);
     Ok(match arg(args, 0) {
         Value::Null => Value::Null,
         Value::Number(n) => datetime(n, named(None)),
