@@ -26,8 +26,10 @@ pub const STRING_BASE: usize = 16;
 
 /// The bytes a value just created holds: strings by length, containers by their slots and the
 /// strings directly in them. (Nested containers were counted when they were created.)
+#[inline]
 pub fn cost(v: &Value) -> usize {
     match v {
+        Value::Null | Value::Bool(_) | Value::Number(_) => SLOT,
         Value::Str(s) => STRING_BASE + s.len(),
         Value::Array(a) | Value::Tuple(a) => {
             let a = a.borrow();

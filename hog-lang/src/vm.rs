@@ -959,6 +959,13 @@ impl Vm {
             Op::CallGlobal { name, argc, native } => {
                 let argc = *argc as usize;
                 self.check_args(argc)?;
+                // The common case inline: a standard-library function nothing overrides.
+                if let Some(f) = native {
+                    if self.declared.is_empty() && !host.has_function(name) {
+                        self.call_native(f, argc, chunk.version, false, host)?;
+                        return Ok(Flow::Next);
+                    }
+                }
                 return self.call_global(name, argc, *native, chunk, ip, host);
             }
         }
