@@ -286,6 +286,16 @@ pub enum Op {
         /// The local.
         dst: u32,
     },
+    /// `STRING key; GET_PROPERTY` (or `GET_PROPERTY_NULLISH`): a property by a constant name of
+    /// the value on the stack.
+    GetPropertyConst(crate::value::Value),
+    /// `GET_LOCAL l; STRING key; GET_PROPERTY`: a property by a constant name of a local.
+    GetLocalProperty {
+        /// The local.
+        local: u32,
+        /// The property name.
+        key: crate::value::Value,
+    },
     /// `GET_LOCAL from; SET_LOCAL to`.
     MoveLocal {
         /// Source local.
@@ -354,7 +364,8 @@ impl Op {
         match self {
             Op::Arith { dst: None, .. } => 3,
             Op::Arith { dst: Some(_), .. } => 4,
-            Op::CompareJump { .. } | Op::MoveLocal { .. } | Op::ArithSet { .. } => 2,
+            Op::CompareJump { .. } | Op::MoveLocal { .. } | Op::ArithSet { .. } | Op::GetPropertyConst(_) => 2,
+            Op::GetLocalProperty { .. } => 3,
             Op::CompareOperandsJump { .. } => 4,
             _ => 1,
         }

@@ -84,6 +84,12 @@ fn fuse_at(ops: &[Op], i: usize) -> Option<Op> {
         }
     }
     match ops.get(i..)? {
+        [Op::GetLocal(local), Op::Str(k), Op::GetProperty | Op::GetPropertyNullish, ..] => {
+            Some(Op::GetLocalProperty { local: *local, key: crate::value::Value::Str(k.clone()) })
+        }
+        [Op::Str(k), Op::GetProperty | Op::GetPropertyNullish, ..] => {
+            Some(Op::GetPropertyConst(crate::value::Value::Str(k.clone())))
+        }
         [c, ..] if numeric_compare(c).is_some() => {
             let (target, next) = branch_after(ops, i + 1)?;
             Some(Op::CompareJump { op: numeric_compare(c)?, target, next })

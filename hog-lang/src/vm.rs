@@ -929,6 +929,22 @@ impl Vm {
                 self.ops += 1;
                 return Ok(Flow::Goto(ip + 2));
             }
+            Op::GetPropertyConst(key) => {
+                let obj = self.pop()?;
+                let v = get_property(&obj, key)?;
+                self.stack.push(v);
+                self.ops += 1;
+                return Ok(Flow::Goto(ip + 2));
+            }
+            Op::GetLocalProperty { local, key } => {
+                let v = match self.stack.get(base + *local as usize) {
+                    Some(obj) => get_property(obj, key)?,
+                    None => return self.step_original(chunk, ip, base, host),
+                };
+                self.stack.push(v);
+                self.ops += 2;
+                return Ok(Flow::Goto(ip + 3));
+            }
             Op::MoveLocal { from, to } => {
                 let v = self.local(base, *from);
                 match self.stack.get_mut(base + *to as usize) {
@@ -1338,7 +1354,8 @@ fn op_name(op: &Op) -> String {
             crate::bytecode::Arith::Divide => Opcode::DIVIDE,
             crate::bytecode::Arith::Mod => Opcode::MOD,
         },
-        Op::MoveLocal { .. } => Opcode::GET_LOCAL,
+        Op::MoveLocal { .. } | Op::GetLocalProperty { .. } => Opcode::GET_LOCAL,
+        Op::GetPropertyConst(_) => Opcode::STRING,
     };
     code.name().to_string()
 }
