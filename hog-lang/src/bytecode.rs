@@ -296,6 +296,16 @@ pub enum Op {
         /// The property name.
         key: crate::value::Value,
     },
+    /// `GET_LOCAL obj; GET_LOCAL index; GET_PROPERTY [; SET_LOCAL dst]`: `obj[index]` of two
+    /// locals (a for-in loop's step), pushed or stored.
+    GetLocalIndex {
+        /// The container's local.
+        obj: u32,
+        /// The key's local.
+        index: u32,
+        /// Local to store into, or `None` to push.
+        dst: Option<u32>,
+    },
     /// `GET_LOCAL from; SET_LOCAL to`.
     MoveLocal {
         /// Source local.
@@ -365,7 +375,8 @@ impl Op {
             Op::Arith { dst: None, .. } => 3,
             Op::Arith { dst: Some(_), .. } => 4,
             Op::CompareJump { .. } | Op::MoveLocal { .. } | Op::ArithSet { .. } | Op::GetPropertyConst(_) => 2,
-            Op::GetLocalProperty { .. } => 3,
+            Op::GetLocalProperty { .. } | Op::GetLocalIndex { dst: None, .. } => 3,
+            Op::GetLocalIndex { dst: Some(_), .. } => 4,
             Op::CompareOperandsJump { .. } => 4,
             _ => 1,
         }

@@ -84,6 +84,13 @@ fn fuse_at(ops: &[Op], i: usize) -> Option<Op> {
         }
     }
     match ops.get(i..)? {
+        [Op::GetLocal(obj), Op::GetLocal(index), Op::GetProperty | Op::GetPropertyNullish, rest @ ..] => {
+            let dst = match rest.first() {
+                Some(Op::SetLocal(d)) => Some(*d),
+                _ => None,
+            };
+            Some(Op::GetLocalIndex { obj: *obj, index: *index, dst })
+        }
         [Op::GetLocal(local), Op::Str(k), Op::GetProperty | Op::GetPropertyNullish, ..] => {
             Some(Op::GetLocalProperty { local: *local, key: crate::value::Value::Str(k.clone()) })
         }

@@ -945,6 +945,26 @@ impl Vm {
                 self.ops += 2;
                 return Ok(Flow::Goto(ip + 3));
             }
+            Op::GetLocalIndex { obj, index, dst } => {
+                let (o, i) = (base + *obj as usize, base + *index as usize);
+                let v = match (self.stack.get(o), self.stack.get(i)) {
+                    (Some(obj), Some(key)) => match get_property(obj, key) {
+                        Ok(v) => v,
+                        // Errors are reported by the original instructions, with their names.
+                        Err(_) => return self.step_original(chunk, ip, base, host),
+                    },
+                    _ => return self.step_original(chunk, ip, base, host),
+                };
+                match dst {
+                    None => self.stack.push(v),
+                    Some(d) => match self.stack.get_mut(base + *d as usize) {
+                        Some(slot) => *slot = v,
+                        None => return self.step_original(chunk, ip, base, host),
+                    },
+                }
+                self.ops += op.covers() as u64 - 1;
+                return Ok(Flow::Goto(ip + op.covers()));
+            }
             Op::MoveLocal { from, to } => {
                 let v = self.local(base, *from);
                 match self.stack.get_mut(base + *to as usize) {
@@ -1354,7 +1374,7 @@ fn op_name(op: &Op) -> String {
             crate::bytecode::Arith::Divide => Opcode::DIVIDE,
             crate::bytecode::Arith::Mod => Opcode::MOD,
         },
-        Op::MoveLocal { .. } | Op::GetLocalProperty { .. } => Opcode::GET_LOCAL,
+        Op::MoveLocal { .. } | Op::GetLocalProperty { .. } | Op::GetLocalIndex { .. } => Opcode::GET_LOCAL,
         Op::GetPropertyConst(_) => Opcode::STRING,
     };
     code.name().to_string()
