@@ -279,6 +279,20 @@ pub enum Op {
         /// Where to go when true.
         next: u32,
     },
+    /// `left op right` on two operands, then `then` of that result (left) and the value on the
+    /// stack (right), replacing it: `x*x + <top>`.
+    Arith2 {
+        /// The first operation.
+        op: Arith,
+        /// Its left operand (pushed second).
+        left: Operand,
+        /// Its right operand (pushed first).
+        right: Operand,
+        /// The operation with the stack top.
+        then: Arith,
+    },
+    /// `POP; JUMP target` (the end of a loop body with a block-scoped local).
+    PopJump(u32),
     /// An arithmetic operation on the two values on the stack, stored into a local.
     ArithSet {
         /// The operation.
@@ -376,7 +390,8 @@ impl Op {
             Op::Arith { dst: Some(_), .. } => 4,
             Op::CompareJump { .. } | Op::MoveLocal { .. } | Op::ArithSet { .. } | Op::GetPropertyConst(_) => 2,
             Op::GetLocalProperty { .. } | Op::GetLocalIndex { dst: None, .. } => 3,
-            Op::GetLocalIndex { dst: Some(_), .. } => 4,
+            Op::GetLocalIndex { dst: Some(_), .. } | Op::Arith2 { .. } => 4,
+            Op::PopJump(_) => 2,
             Op::CompareOperandsJump { .. } => 4,
             _ => 1,
         }

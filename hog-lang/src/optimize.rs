@@ -72,6 +72,9 @@ fn fuse_at(ops: &[Op], i: usize) -> Option<Op> {
     if let Some([a, b, c, rest @ ..]) = ops.get(i..) {
         if let (Some(right), Some(left)) = (operand(a), operand(b)) {
             if let Some(op) = arith(c) {
+                if let Some(then) = rest.first().and_then(arith) {
+                    return Some(Op::Arith2 { op, left, right, then });
+                }
                 let dst = match rest.first() {
                     Some(Op::SetLocal(d)) => Some(*d),
                     _ => None,
@@ -102,6 +105,7 @@ fn fuse_at(ops: &[Op], i: usize) -> Option<Op> {
             Some(Op::CompareJump { op: numeric_compare(c)?, target, next })
         }
         [Op::GetLocal(from), Op::SetLocal(to), ..] => Some(Op::MoveLocal { from: *from, to: *to }),
+        [Op::Pop, Op::Jump(t), ..] => Some(Op::PopJump(*t)),
         [a, Op::SetLocal(dst), ..] => arith(a).map(|op| Op::ArithSet { op, dst: *dst }),
         _ => None,
     }

@@ -917,6 +917,25 @@ impl Vm {
                 self.ops += 3;
                 return Ok(Flow::Goto(if compare_numbers(*cmp, a, b) { *next } else { *target } as usize));
             }
+            Op::Arith2 { op: first, left, right, then } => {
+                let (Some(a), Some(b)) = (self.operand(base, *left), self.operand(base, *right)) else {
+                    return self.step_original(chunk, ip, base, host);
+                };
+                match self.stack.last_mut() {
+                    Some(slot) => match slot {
+                        Value::Number(top) => *top = then.apply(first.apply(a, b), *top),
+                        _ => return self.step_original(chunk, ip, base, host),
+                    },
+                    None => return self.step_original(chunk, ip, base, host),
+                }
+                self.ops += 3;
+                return Ok(Flow::Goto(ip + 4));
+            }
+            Op::PopJump(t) => {
+                self.pop()?;
+                self.ops += 1;
+                return Ok(Flow::Goto(*t as usize));
+            }
             Op::ArithSet { op: arith, dst } => {
                 let n = self.stack.len();
                 let d = base + *dst as usize;
@@ -1367,6 +1386,11 @@ fn op_name(op: &Op) -> String {
             Operand::Num(_) => Opcode::FLOAT,
         },
         Op::CompareJump { op, .. } => *op,
+        Op::Arith2 { left, .. } => match left {
+            Operand::Local(_) => Opcode::GET_LOCAL,
+            Operand::Num(_) => Opcode::FLOAT,
+        },
+        Op::PopJump(_) => Opcode::POP,
         Op::ArithSet { op, .. } => match op {
             crate::bytecode::Arith::Plus => Opcode::PLUS,
             crate::bytecode::Arith::Minus => Opcode::MINUS,
