@@ -922,11 +922,8 @@ impl Vm {
                     return self.step_original(chunk, ip, base, host);
                 };
                 match self.stack.last_mut() {
-                    Some(slot) => match slot {
-                        Value::Number(top) => *top = then.apply(first.apply(a, b), *top),
-                        _ => return self.step_original(chunk, ip, base, host),
-                    },
-                    None => return self.step_original(chunk, ip, base, host),
+                    Some(Value::Number(top)) => *top = then.apply(first.apply(a, b), *top),
+                    _ => return self.step_original(chunk, ip, base, host),
                 }
                 self.ops += 3;
                 return Ok(Flow::Goto(ip + 4));
