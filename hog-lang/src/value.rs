@@ -568,6 +568,13 @@ impl Value {
     pub fn to_print_string(&self) -> String {
         match self {
             Value::Str(s) => s.to_string(),
+            Value::Number(n) => {
+                let mut out = String::new();
+                push_number(&mut out, *n);
+                out
+            }
+            Value::Null => "null".to_string(),
+            Value::Bool(b) => if *b { "true" } else { "false" }.to_string(),
             other => other.repr(),
         }
     }
@@ -664,7 +671,8 @@ fn push_integer(out: &mut String, i: i64) {
     if i < 0 {
         out.push('-');
     }
-    out.extend(buf[pos..].iter().map(|&b| b as char));
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[pos..]).unwrap_or_default());
 }
 
 /// Appends `format_number(n)` to `out` (whole numbers without an intermediate string).
@@ -833,7 +841,7 @@ fn write_repr(v: &Value, out: &mut String, seen: &mut Vec<usize>) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&format_number(*n)),
+        Value::Number(n) => push_number(out, *n),
         Value::Str(s) => out.push_str(&escape_string(s)),
         Value::Error(e) => {
             out.push_str(&e.kind);
