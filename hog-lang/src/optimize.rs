@@ -165,6 +165,37 @@ mod tests {
     }
 
     #[test]
+    fn property_reads_and_operand_arithmetic_fuse() {
+        let key = crate::value::Text::from("a");
+        let ops = vec![
+            Op::GetLocal(0),
+            Op::Str(key.clone()),
+            Op::GetProperty,
+            Op::Str(key.clone()),
+            Op::GetPropertyNullish,
+            Op::GetLocal(1),
+            Op::GetLocal(2),
+            Op::GetProperty,
+            Op::SetLocal(3),
+            Op::GetLocal(4),
+            Op::GetLocal(4),
+            Op::Multiply,
+            Op::Plus,
+            Op::Pop,
+            Op::Jump(0),
+        ];
+        let code = fuse(&ops);
+        assert!(matches!(code[0], Op::GetLocalProperty { local: 0, .. }));
+        assert!(matches!(code[3], Op::GetPropertyConst(_)));
+        assert!(matches!(code[5], Op::GetLocalIndex { obj: 1, index: 2, dst: Some(3) }));
+        assert!(matches!(code[9], Op::Arith2 { op: Arith::Multiply, then: Arith::Plus, .. }));
+        assert!(matches!(code[13], Op::PopJump(0)));
+        for (i, op) in code.iter().enumerate() {
+            assert!(i + op.covers() <= ops.len(), "{op:?} at {i} covers past the end");
+        }
+    }
+
+    #[test]
     fn regex_comparisons_do_not_fuse() {
         let ops = vec![Op::Str("a".into()), Op::GetLocal(0), Op::Compare(Opcode::REGEX), Op::JumpIfFalse(0)];
         let code = fuse(&ops);

@@ -266,3 +266,16 @@ fn growing_arrays_by_assignment_counts_against_memory() {
     );
     assert_eq!(e.kind, ErrorKind::Limit("memory"), "{e}");
 }
+
+#[test]
+fn fused_instructions_fall_back_for_values_that_are_not_numbers() {
+    // Operand arithmetic folded into a string on the stack.
+    assert_eq!(result_of("let s := '4'\nreturn 2 * 3 + s"), "10");
+    assert_eq!(result_of("let s := 'x'\nreturn 2 * 3 + s"), "NaN");
+    // Compare-and-branch on strings and nulls.
+    assert_eq!(result_of("let a := 'b'\nif (a > 'a' and a < 'c') { return 1 }\nreturn 0"), "1");
+    assert_eq!(result_of("let a := null\nif (a < 3) { return 1 }\nreturn 0"), "0");
+    // Increment of a string local, and indexing a dict by a local key.
+    assert_eq!(result_of("let i := '1'\ni := i + 1\nreturn i"), "2");
+    assert_eq!(result_of("let d := {'k': 5}\nlet k := 'k'\nlet v := d[k]\nreturn v"), "5");
+}
