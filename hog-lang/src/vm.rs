@@ -626,6 +626,20 @@ impl Vm {
         self.step(&chunk.ops[ip], chunk, ip, base, host)
     }
 
+    /// A fused instruction's result: pushed, or stored into local `dst`. False when that local
+    /// does not exist (the caller then runs the original instructions, which report it).
+    #[inline(always)]
+    fn put(&mut self, base: usize, dst: Option<u32>, v: Value) -> bool {
+        match dst {
+            None => self.stack.push(v),
+            Some(d) => match self.stack.get_mut(base + d as usize) {
+                Some(slot) => *slot = v,
+                None => return false,
+            },
+        }
+        true
+    }
+
     #[inline(always)]
     fn operand(&self, base: usize, o: Operand) -> Option<f64> {
         match o {
@@ -889,13 +903,8 @@ impl Vm {
                 let (Some(a), Some(b)) = (self.operand(base, *left), self.operand(base, *right)) else {
                     return self.step_original(chunk, ip, base, host);
                 };
-                let r = Value::Number(arith.apply(a, b));
-                match dst {
-                    None => self.stack.push(r),
-                    Some(d) => match self.stack.get_mut(base + *d as usize) {
-                        Some(slot) => *slot = r,
-                        None => return self.step_original(chunk, ip, base, host),
-                    },
+                if !self.put(base, *dst, Value::Number(arith.apply(a, b))) {
+                    return self.step_original(chunk, ip, base, host);
                 }
                 self.ops += op.covers() as u64 - 1;
                 return Ok(Flow::Goto(ip + op.covers()));
@@ -971,12 +980,8 @@ impl Vm {
                     },
                     _ => return self.step_original(chunk, ip, base, host),
                 };
-                match dst {
-                    None => self.stack.push(v),
-                    Some(d) => match self.stack.get_mut(base + *d as usize) {
-                        Some(slot) => *slot = v,
-                        None => return self.step_original(chunk, ip, base, host),
-                    },
+                if !self.put(base, *dst, v) {
+                    return self.step_original(chunk, ip, base, host);
                 }
                 self.ops += op.covers() as u64 - 1;
                 return Ok(Flow::Goto(ip + op.covers()));
@@ -1011,9 +1016,11 @@ impl Vm {
             Op::CallGlobal { name, argc, native } => {
                 let argc = *argc as usize;
                 self.check_args(argc)?;
-                // The common case inline: a standard-library function nothing overrides.
+                // The common case inline: a standard-library function that no declared function
+                // and no host function (synchronous or async) overrides; `call_global` has the
+                // full lookup order.
                 if let Some(f) = native {
-                    if self.declared.is_empty() && !host.has_function(name) {
+                    if self.declared.is_empty() && !host.has_function(name) && !host.is_async(name) {
                         self.call_native(f, argc, chunk.version, false, host)?;
                         return Ok(Flow::Next);
                     }
@@ -1187,13 +1194,6 @@ impl Vm {
         ip: usize,
         host: &mut dyn Host,
     ) -> VmResult<Flow> {
-        // The common case first: a standard-library function the host does not override.
-        if let Some(f) = native {
-            if self.declared.is_empty() && !host.has_function(name) {
-                self.call_native(f, argc, chunk.version, false, host)?;
-                return Ok(Flow::Next);
-            }
-        }
         if !self.declared.is_empty() && &**name != "toString" {
             if let Some((target, body, want)) = self.declared.get(name).cloned() {
                 for _ in argc..want as usize {

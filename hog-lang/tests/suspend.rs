@@ -255,3 +255,33 @@ fn every_corpus_program_survives_serialization_between_statements() {
     }
     assert!(checked > 200, "only {checked} programs checked");
 }
+
+/// A host may make a standard-library name async (a warehouse host performs `run(query)`): the
+/// call suspends instead of running the native function.
+#[test]
+fn a_host_can_make_a_library_function_async() {
+    struct Warehouse(CollectingHost);
+    impl hog_lang::Host for Warehouse {
+        fn print(&mut self, line: &str) {
+            self.0.print(line)
+        }
+        fn is_async(&self, name: &str) -> bool {
+            name == "run" || hog_lang::stdlib::is_async(name)
+        }
+    }
+    let chunk =
+        compile_chunk("let rows := run('select 1')\nprint(rows)\nreturn length(rows)", &CompileOptions::default())
+            .expect("compiles");
+    let mut vm = Vm::new(Value::Null);
+    let mut host = Warehouse(CollectingHost::default());
+    match vm.run(chunk, &mut host).expect("runs") {
+        Outcome::Suspended { name, args } => {
+            assert_eq!(&*name, "run");
+            assert_eq!(args.len(), 1);
+        }
+        other => panic!("expected a suspension, got {other:?}"),
+    }
+    let out = vm.resume(Value::array(vec![Value::Number(1.0)]), &mut host).expect("resumes");
+    assert!(matches!(out, Outcome::Finished(Value::Number(n)) if n == 1.0));
+    assert_eq!(host.0.lines, ["[1]"]);
+}
