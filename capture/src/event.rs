@@ -1,0 +1,1 @@
+//! Captured events: what capture writes to the log, and how an SDK's event becomes one.

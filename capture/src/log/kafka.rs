@@ -1,0 +1,1 @@
+//! The Kafka event log backend. (In progress.)
