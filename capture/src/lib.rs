@@ -11,3 +11,5 @@
 pub mod decode;
 pub mod event;
 pub mod log;
+pub mod metrics;
+pub mod server;
