@@ -42,7 +42,7 @@ use super::{AppendFuture, EventLog, LogError, Record, StoredRecord};
 
 const META_FILE: &str = "wal.meta";
 const META_VERSION: u32 = 1;
-/// Read size for consumer reads.
+/// Largest read size for consumer reads (smaller when few records are asked for).
 const READ_CHUNK: usize = 256 << 10;
 
 /// How the WAL is set up. Build with [`WalConfig::new`] and change fields as needed.
@@ -252,7 +252,7 @@ impl Wal {
         let mut next = from_offset;
         while out.len() < max_records {
             // Find the segment and the index entry under the lock, read without it.
-            let (file, path, entry, seg_len, seg_end) = {
+            let (file, path, base, entry, seg_len, seg_end) = {
                 let segments = part.read();
                 let (Some(first), Some(last)) = (segments.first(), segments.last()) else { break };
                 next = next.max(first.base_offset);
@@ -261,7 +261,18 @@ impl Wal {
                 }
                 let i = segments.partition_point(|s| s.base_offset <= next).saturating_sub(1);
                 let Some(seg) = segments.get(i) else { break };
-                (seg.file.clone(), seg.path.clone(), seg.seek(next), seg.len, seg.end_offset)
+                (seg.file.clone(), seg.path.clone(), seg.base_offset, seg.seek(next), seg.len, seg.end_offset)
+            };
+            let file = match file {
+                Some(f) => f,
+                None => match File::open(path.as_path()) {
+                    Ok(f) => Arc::new(f),
+                    // Deleted by retention since the lookup: start again from the oldest segment.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.start_offset(partition) > base => {
+                        continue
+                    }
+                    Err(e) => return Err(io_err(&path, e)),
+                },
             };
             if next >= seg_end {
                 // An empty sealed segment sharing its base offset with the next one.
@@ -269,7 +280,8 @@ impl Wal {
             }
             let corrupt =
                 |pos: u64, what: String| LogError::Corrupt(format!("{}: byte offset {pos}: {what}", path.display()));
-            let mut scanner = format::Scanner::new(&file, entry.pos, seg_len, READ_CHUNK);
+            let chunk = max_records.saturating_mul(512).clamp(16 << 10, READ_CHUNK);
+            let mut scanner = format::Scanner::new(&file, entry.pos, seg_len, chunk);
             let mut expected = entry.offset;
             loop {
                 match scanner.next_record().map_err(|e| io_err(&path, e))? {

@@ -27,8 +27,10 @@ pub(crate) struct IndexEntry {
 pub(crate) struct SegmentInfo {
     pub(crate) base_offset: u64,
     pub(crate) path: Arc<PathBuf>,
-    /// Read-only handle shared by readers (positional reads, so no seeking and no lock).
-    pub(crate) file: Arc<File>,
+    /// Read-only handle shared by readers (positional reads, so no seeking and no lock). Kept open
+    /// for the active segment only: sealed segments are opened per read, so a long log does not
+    /// hold a descriptor per segment.
+    pub(crate) file: Option<Arc<File>>,
     /// Durable bytes, header included.
     pub(crate) len: u64,
     /// Offset after the last durable record.
@@ -82,16 +84,16 @@ pub(crate) fn create_segment(
         file.sync_data().map_err(|e| io_err(&path, e))?;
         sync_dir(dir)?;
     }
-    let info = open_info(path, base_offset)?;
+    let info = open_info(path, base_offset, true)?;
     Ok((file, info))
 }
 
-fn open_info(path: PathBuf, base_offset: u64) -> Result<SegmentInfo, LogError> {
-    let read = File::open(&path).map_err(|e| io_err(&path, e))?;
+fn open_info(path: PathBuf, base_offset: u64, keep_open: bool) -> Result<SegmentInfo, LogError> {
+    let file = if keep_open { Some(Arc::new(File::open(&path).map_err(|e| io_err(&path, e))?)) } else { None };
     Ok(SegmentInfo {
         base_offset,
         path: Arc::new(path),
-        file: Arc::new(read),
+        file,
         len: HEADER_LEN,
         end_offset: base_offset,
         max_timestamp_ms: None,
@@ -194,7 +196,7 @@ fn recover_segment(
             file.sync_all().map_err(|e| io_err(&path, e))?;
         }
         drop(file);
-        return open_info(path, base_offset);
+        return open_info(path, base_offset, true);
     }
 
     let mut header = [0u8; HEADER_LEN as usize];
@@ -255,7 +257,7 @@ fn recover_segment(
     }
     drop(scanner);
     drop(file);
-    let mut info = open_info(path, base_offset)?;
+    let mut info = open_info(path, base_offset, is_last)?;
     info.len = valid_len;
     info.end_offset = expected;
     info.max_timestamp_ms = max_ts;

@@ -284,6 +284,10 @@ impl Writer {
             let mut segments = shared.write();
             for d in part.deltas.drain(..) {
                 if let Some(seg) = d.new_segment {
+                    if let Some(sealed) = segments.last_mut() {
+                        // Readers open sealed segments themselves.
+                        sealed.file = None;
+                    }
                     segments.push(seg);
                 }
                 if let Some(last) = segments.last_mut() {
