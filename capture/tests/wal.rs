@@ -496,6 +496,7 @@ fn oversized_records_partition_changes_and_double_open_are_refused() {
     let cfg = WalConfig { max_record_bytes: 100, ..config(tmp.path(), 4) };
     let wal = Wal::open(cfg.clone()).expect("open");
     assert_eq!(wal.name(), "wal");
+    assert!(matches!(Wal::open(WalConfig::new("")), Err(LogError::Unavailable(_))), "empty dir refused");
     match block_on(wal.append(vec![rec("k", "ok", 1), rec("k", &"v".repeat(100), 1)])) {
         Err(LogError::RecordTooLarge { size: 101, limit: 100 }) => {}
         other => panic!("expected RecordTooLarge, got {other:?}"),

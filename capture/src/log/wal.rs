@@ -164,6 +164,9 @@ impl Wal {
                 config.partitions
             )));
         }
+        if config.dir.as_os_str().is_empty() {
+            return Err(LogError::Unavailable("the WAL directory is not set (empty path)".to_string()));
+        }
         let dir = config.dir.clone();
         fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
         let lock = lock_dir(&dir)?;
