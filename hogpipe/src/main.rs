@@ -1,7 +1,9 @@
 //! The `hogpipe` binary: command line and wiring of the crates.
 
 mod bench_cli;
+mod config;
 mod hog_cli;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +28,8 @@ enum Command {
         #[command(subcommand)]
         command: hog_cli::HogCommand,
     },
+    /// Run hogpipe: capture endpoints and the event log (embedded by default).
+    Serve(serve::ServeArgs),
     /// Measure speed: `hogpipe bench hog` times the Hog VM on the benchmark programs.
     Bench {
         #[command(subcommand)]
@@ -38,5 +42,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Hog { command } => hog_cli::run(command),
         Command::Bench { command } => bench_cli::run(command),
+        Command::Serve(args) => match serve::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hogpipe: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

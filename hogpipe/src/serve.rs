@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use hogpipe_capture::log::kafka::{KafkaConfig, KafkaLog};
 use hogpipe_capture::log::wal::{Wal, WalConfig};
 use hogpipe_capture::log::EventLog;
 use hogpipe_capture::server::{app, CaptureState, StaticTokens};
@@ -68,19 +67,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             eprintln!("hogpipe: event log: embedded WAL in {} ({} partitions)", dir.display(), config.log.partitions);
             (wal.clone(), Some(wal))
         }
-        LogBackend::Kafka => {
-            let k = &config.log.kafka;
-            let mut kafka_config = KafkaConfig::new(k.brokers.clone());
-            kafka_config.topic = k.topic.clone();
-            kafka_config.historical_topic = k.historical_topic.clone();
-            kafka_config.properties = k.properties.clone();
-            kafka_config.max_record_bytes = config.capture.max_event_bytes.saturating_mul(2);
-            let kafka = runtime
-                .block_on(async { KafkaLog::new(kafka_config) })
-                .with_context(|| format!("cannot connect to Kafka at {}", k.brokers))?;
-            eprintln!("hogpipe: event log: Kafka at {} (topic {})", k.brokers, k.topic);
-            (Arc::new(kafka), None)
-        }
+        LogBackend::Kafka => anyhow::bail!("KAFKA_PENDING"),
     };
 
     let state = CaptureState::new(config.capture.to_capture_config(), log, Arc::new(tokens));
@@ -100,7 +87,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
     runtime.shutdown_timeout(Duration::from_secs(10));
     if let Some(wal) = wal {
         match Arc::try_unwrap(wal) {
-            Ok(wal) => wal.flush_and_close(),
+            Ok(wal) => {
+                if let Err(e) = wal.flush_and_close() {
+                    eprintln!("hogpipe: closing the event log: {e}");
+                }
+            }
             Err(_) => tracing::warn!("event log still referenced at shutdown; it closes when dropped"),
         }
     }
