@@ -212,6 +212,9 @@ fn lz64_errors_say_what_and_where() {
     let ascii = lz_cases().into_iter().find(|c| c.name == "ascii_json").unwrap().compressed;
     let e = err(post(None, q, &ascii.as_bytes()[..20]));
     assert_eq!(e, DecodeError::Lz64("the stream ends at byte 20 without its end marker (truncated?)".into()));
+    // Like lz-string, characters after the end marker are not read.
+    assert_eq!(ok(post(None, q, b"IZA=!!")).json, b"a");
+    assert!(matches!(err(post(None, q, b"IZ!=")), DecodeError::Lz64(m) if m.contains("`!` at byte 2")));
     // `/` as the first character: first code 3 (bits 11).
     let e = err(post(None, q, b"////"));
     assert!(matches!(&e, DecodeError::Lz64(m) if m.contains("starts with code 3")), "{e}");
@@ -480,10 +483,17 @@ fn unknown_compression() {
     assert_eq!(e, DecodeError::UnknownCompression("br".into()));
     let req = Encoded { content_encoding: Some("deflate"), ..post(None, None, b"x\x9c") };
     assert_eq!(err(req), DecodeError::UnknownCompression("deflate".into()));
-    // What clients send for "no compression" is not unknown.
-    for q in ["compression=", "compression=none", "compression=None", "compression=undefined"] {
-        assert_eq!(ok(post(None, Some(q), JSON.as_bytes())).compression, Compression::None, "{q}");
+    // What clients send for "no compression" is not unknown: a GET `data` is then base64.
+    let data = uri_component(b64(JSON.as_bytes()).as_bytes());
+    for c in ["", "none", "None", "identity", "undefined"] {
+        assert_eq!(ok(get(&format!("compression={c}&data={data}"))).compression, Compression::Base64, "{c}");
     }
+    // The value only matters when there is something to undo: gzip (magic bytes) and JSON
+    // payloads are recognised whatever it says.
+    let gz = gzip(JSON.as_bytes());
+    let req = Encoded { content_encoding: Some("br"), ..post(None, Some("compression=zstd"), &gz) };
+    assert_eq!(ok(req).json, JSON.as_bytes());
+    assert_eq!(ok(post(None, Some("compression=zstd"), JSON.as_bytes())).compression, Compression::None);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -51,6 +51,25 @@ pub(crate) fn decode(input: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError>
     let mut last = 0; // position of the last alphabet character, for the lone-character error
     let mut i = 0;
     while i < text.len() {
+        // Fast path: four alphabet characters make three bytes.
+        if n == 0 && i + 4 <= text.len() {
+            let (a, b, c, d) = (
+                TABLE[text[i] as usize],
+                TABLE[text[i + 1] as usize],
+                TABLE[text[i + 2] as usize],
+                TABLE[text[i + 3] as usize],
+            );
+            if (a | b | c | d) < 64 {
+                if out.len() + 3 > limit {
+                    return Err(DecodeError::TooLarge { limit });
+                }
+                let v = u32::from(a) << 18 | u32::from(b) << 12 | u32::from(c) << 6 | u32::from(d);
+                out.extend_from_slice(&[(v >> 16) as u8, (v >> 8) as u8, v as u8]);
+                last = i + 3;
+                i += 4;
+                continue;
+            }
+        }
         let b = text[i];
         let v = TABLE[b as usize];
         if v < 64 {

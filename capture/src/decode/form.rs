@@ -43,9 +43,11 @@ pub(crate) fn percent_decode(raw: &[u8]) -> Cow<'_, [u8]> {
                     i += 1;
                 }
             },
-            b => {
-                out.push(b);
-                i += 1;
+            _ => {
+                // Copy the run up to the next escape in one go.
+                let run = raw[i..].iter().position(|&b| b == b'%' || b == b'+').unwrap_or(raw.len() - i);
+                out.extend_from_slice(&raw[i..i + run]);
+                i += run;
             }
         }
     }

@@ -7,12 +7,14 @@
 //! high bit down and assembled into a code low bit first.
 //!
 //! The output is UTF-16, as in JavaScript. Every dictionary entry is a slice of the output already
-//! written (an entry is the previous output plus the first unit of the next), so the dictionary
-//! costs 8 bytes per entry however long the entries get, and an entry never outgrows the output.
-//! The output is converted to UTF-8 as it grows (surrogate pairs joined, lone surrogates become
-//! U+FFFD) and decoding stops with `TooLarge` as soon as either the UTF-16 output has more units
-//! or the UTF-8 output more bytes than the limit allows. Memory is thus bounded by about
-//! `3 × limit` bytes plus the dictionary (at most 2 entries per code read).
+//! written (an entry is the previous output plus the first unit of the next), so an entry costs
+//! 8 bytes however long it gets and never outgrows the output. The output is converted to UTF-8
+//! in runs (surrogate pairs joined, lone surrogates become U+FFFD). Decoding stops with
+//! `TooLarge` as soon as the UTF-16 output would hold more units, or the UTF-8 output more bytes,
+//! than the limit: the quadratic growth lz-string allows (each code can repeat the longest entry
+//! so far) is caught at the code that would pass it. Memory is at most `2 × limit` bytes of
+//! UTF-16, `limit` bytes of UTF-8, and the dictionary: 2 entries (16 bytes) per code read, where
+//! codes are fewer than both the output units and the input bits / 3.
 
 use super::b64::show_byte;
 use super::DecodeError;
@@ -58,31 +60,43 @@ struct Bits<'a> {
 impl Bits<'_> {
     /// Takes `n` (1..=32) bits and returns them as lz-string assembles them (first bit lowest).
     /// Past the end of the input the bits are zero, as in lz-string.
-    #[inline]
+    #[inline(always)]
     fn take(&mut self, n: u32) -> Result<u32, DecodeError> {
-        while self.avail < n {
-            let v = match self.input.get(self.next) {
-                Some(&c) => {
-                    let v = TABLE[c as usize];
-                    if v == INVALID {
-                        return Err(DecodeError::Lz64(format!(
-                            "invalid character {} at byte {} (lz64 uses A-Z a-z 0-9 + / =)",
-                            show_byte(c),
-                            self.offset + self.next
-                        )));
-                    }
-                    v
-                }
-                None => 0,
-            };
-            self.next += 1;
-            self.buf = self.buf << 6 | u64::from(v);
-            self.avail += 6;
+        if self.avail < n {
+            self.refill();
+            if self.avail < n {
+                // Stopped at a character outside the alphabet, and its bits are needed.
+                let c = self.input.get(self.next).copied().unwrap_or_default();
+                return Err(DecodeError::Lz64(format!(
+                    "invalid character {} at byte {} (lz64 uses A-Z a-z 0-9 + / =)",
+                    show_byte(c),
+                    self.offset + self.next
+                )));
+            }
         }
         self.avail -= n;
         self.taken += u64::from(n);
         let msb_first = ((self.buf >> self.avail) & ((1u64 << n) - 1)) as u32;
         Ok(msb_first.reverse_bits() >> (32 - n))
+    }
+
+    /// Loads whole characters while they fit in `buf` (then at least 59 bits are available),
+    /// stopping early at a character outside the alphabet: it is an error only if its bits are
+    /// needed (lz-string ignores what follows the end marker).
+    #[inline]
+    fn refill(&mut self) {
+        while self.avail <= 64 - 6 {
+            let v = match self.input.get(self.next) {
+                Some(&c) => TABLE[c as usize],
+                None => 0,
+            };
+            if v == INVALID {
+                return;
+            }
+            self.next += 1;
+            self.buf = self.buf << 6 | u64::from(v);
+            self.avail += 6;
+        }
     }
 
     /// Whether every bit of the input has been taken.
@@ -174,7 +188,7 @@ pub(crate) fn decompress_from_base64(input: &[u8], limit: usize) -> Result<Vec<u
             }
         }
         // `w` + the first unit of this entry: it follows `w` in the output.
-        dict.push((w.0, w.1 + 1));
+        dict.push((w.0, w.1.saturating_add(1)));
         w = (entry_start, out.units.len() as u32 - entry_start);
         enlarge_in -= 1;
         if enlarge_in == 0 {
@@ -189,6 +203,9 @@ pub(crate) fn decompress_from_base64(input: &[u8], limit: usize) -> Result<Vec<u
     out.flush(true)?;
     Ok(out.utf8)
 }
+
+/// Pending UTF-16 units that trigger a conversion to UTF-8.
+const FLUSH_UNITS: usize = 16 * 1024;
 
 /// The UTF-16 output and its UTF-8 conversion, both bounded.
 struct Utf16Out {
@@ -229,14 +246,26 @@ impl Utf16Out {
     #[inline]
     fn copy(&mut self, start: u32, len: u32) -> Result<(), DecodeError> {
         self.reserve(len as usize)?;
-        let start = start as usize;
-        self.units.extend_from_within(start..start + len as usize);
+        let (start, len) = (start as usize, len as usize);
+        if len <= 8 {
+            // Most entries are short: a loop beats a call to memmove.
+            for k in start..start + len {
+                let unit = self.units[k];
+                self.units.push(unit);
+            }
+        } else {
+            self.units.extend_from_within(start..start + len);
+        }
         Ok(())
     }
 
     /// Converts the units written since the last call to UTF-8. Unless `last`, a trailing high
-    /// surrogate waits for the unit after it.
+    /// surrogate waits for the unit after it, and nothing is done until enough units are pending
+    /// (the UTF-16 buffer is bounded by itself; converting in runs is faster).
     fn flush(&mut self, last: bool) -> Result<(), DecodeError> {
+        if !last && self.units.len() - self.converted < FLUSH_UNITS {
+            return Ok(());
+        }
         let units = &self.units[..];
         let utf8 = &mut self.utf8;
         let mut i = self.converted;
@@ -248,12 +277,17 @@ impl Utf16Out {
             utf8.reserve_exact(want.saturating_sub(len));
         }
         while i < n {
-            let u = units[i];
-            if u < 0x80 {
-                utf8.push(u as u8);
-                i += 1;
+            // A run of ASCII, copied in one go.
+            let run = units[i..].iter().position(|&u| u >= 0x80).unwrap_or(n - i);
+            if run > 0 {
+                if utf8.len() + run > self.limit {
+                    return Err(DecodeError::TooLarge { limit: self.limit });
+                }
+                utf8.extend(units[i..i + run].iter().map(|&u| u as u8));
+                i += run;
                 continue;
             }
+            let u = units[i];
             let c = match u {
                 0xD800..=0xDBFF => match units.get(i + 1) {
                     Some(&lo @ 0xDC00..=0xDFFF) => {

@@ -1,30 +1,32 @@
 //! Request body decoding: from what an SDK sent to the JSON text of its payload.
 //!
 //! Owns everything between the raw request (method, two headers, query string, body) and UTF-8
-//! JSON text: form and query parsing ([`form`](self)), gzip ([`gzip`](self)), lz-string's
-//! `compressToBase64` ([`lz`](self)) and lenient base64 ([`b64`](self)). It does not parse the
-//! JSON: the event module does.
+//! JSON text: form and query parsing (`form.rs`), bounded gzip (`gzip.rs`), lz-string's
+//! `decompressFromBase64` (`lz.rs`) and lenient base64 (`b64.rs`). It does not parse the JSON:
+//! the event module does.
 //!
 //! What is accepted, the way PostHog's capture accepts it:
 //! - The payload is the body; or the `data` field of a form body
 //!   (`application/x-www-form-urlencoded`, or any body starting with `data=` or `compression=`);
 //!   or, for GET requests and for POSTs with an empty body, the `data` query parameter. A form
 //!   body that starts with `{` or `[` is taken as plain JSON (some clients mislabel JSON).
-//! - A body starting with the gzip magic bytes (1f 8b), or sent with `Content-Encoding: gzip`,
-//!   is inflated first, whatever the other headers say (and then may be a form).
-//! - The `compression` query parameter, else the form's `compression` field, else the
-//!   `Content-Encoding` header, says how the payload is encoded: `gzip`/`gzip-js`/`x-gzip`,
-//!   `lz64`/`lz-string`, `base64`, or nothing (empty, `none`, `identity`, and the `undefined` or
-//!   `null` a JavaScript client may template in). Other values are refused.
-//! - A payload that already looks like JSON (`{` or `[` after whitespace and an optional BOM) is
-//!   taken as is whatever the compression says: no gzip, lz64 or base64 text can start so, and
-//!   proxies sometimes undo a compression without removing its parameter. A payload that starts
-//!   with the gzip magic bytes is inflated whatever the compression says. gzip is undone once.
+//! - A body starting with the gzip magic bytes (1f 8b) is inflated first, whatever the headers
+//!   and parameters say (and may then be a form).
+//! - The `compression` query parameter, else the form's `compression` field, else (for a body
+//!   that was not gzip already) the `Content-Encoding` header, says how the payload is encoded:
+//!   `gzip`/`gzip-js`/`x-gzip`, `lz64`/`lz-string`, `base64`, or nothing (empty, `none`,
+//!   `identity`, and the `undefined` or `null` a JavaScript client may template in). Other
+//!   values are refused, when they matter (see the next point).
+//! - A payload that starts with the gzip magic bytes is inflated; one that already looks like
+//!   JSON (`{` or `[` after an optional BOM and whitespace) is taken as is: whatever the
+//!   compression says, since no gzip, lz64 or base64 text can start so, and proxies sometimes
+//!   undo a compression without removing its parameter. gzip is undone at most once.
 //! - Without a compression, a `data` field or parameter that is not JSON is base64 of JSON; a
 //!   body that is not JSON is tried as base64 and kept as is if that fails (the JSON parser then
 //!   says what is wrong).
 //! - The result must be UTF-8; a leading BOM is dropped. Every step stops as soon as its output
-//!   passes [`DecodeLimits::max_decoded_bytes`].
+//!   passes [`DecodeLimits::max_decoded_bytes`]. Error positions are byte offsets in the text
+//!   being decoded at that step (after form decoding for a `data` field).
 
 mod b64;
 mod form;
@@ -244,25 +246,27 @@ pub fn decode(req: Encoded<'_>, limits: &DecodeLimits) -> Result<Decoded, Decode
         return Err(DecodeError::Empty);
     }
 
-    // 2. Which compression: the query parameter, else the form field, else `Content-Encoding`
-    // (for the body only). A `Content-Encoding: gzip` body without the magic bytes lands in step 3
-    // as a gzip hint: taken as is if it is JSON already, refused otherwise.
-    let hint = match (query.compression, form_compression, req.content_encoding) {
-        (Some(q), _, _) => parse_hint(&percent_decode(q))?,
-        (None, Some(f), _) => parse_hint(&f)?,
-        (None, None, Some(ce)) if !use_query_data => parse_hint(ce.as_bytes())?,
-        _ => Hint::None,
+    // 2. Which compression, read only when it matters: the query parameter, else the form field,
+    // else `Content-Encoding` (for a body that was not gzip). A `Content-Encoding: gzip` body
+    // without the magic bytes thus arrives here as a gzip hint: JSON already, or refused.
+    let hint = || -> Result<Hint, DecodeError> {
+        match (query.compression, &form_compression, req.content_encoding) {
+            (Some(q), _, _) => parse_hint(&percent_decode(q)),
+            (None, Some(f), _) => parse_hint(f),
+            (None, None, Some(ce)) if !use_query_data && !gunzipped => parse_hint(ce.as_bytes()),
+            _ => Ok(Hint::None),
+        }
     };
 
     // 3. Undo it.
+    let done = if gunzipped { Compression::Gzip } else { Compression::None };
     let (json, compression): (Cow<'_, [u8]>, Compression) = if !gunzipped && payload.starts_with(&gzip::MAGIC) {
         (Cow::Owned(gzip::decode(&payload, limit)?), Compression::Gzip)
     } else if looks_like_json(&payload) {
-        (payload, if gunzipped { Compression::Gzip } else { Compression::None })
+        (payload, done)
     } else {
-        let done = if gunzipped { Compression::Gzip } else { Compression::None };
-        match hint {
-            Hint::Gzip if gunzipped => (payload, Compression::Gzip),
+        match hint()? {
+            Hint::Gzip if gunzipped => (payload, done),
             // Not gzip (no magic bytes): let the inflater say so.
             Hint::Gzip => (Cow::Owned(gzip::decode(&payload, limit)?), Compression::Gzip),
             Hint::Lz64 => (Cow::Owned(lz::decompress_from_base64(&payload, limit)?), Compression::Lz64),
