@@ -167,8 +167,9 @@ fn check_topic(topic: &str, sent: &[&Record], read: &[Read]) {
         let partition = java_partition(key, PARTITIONS);
         assert!(
             got.iter().all(|r| r.partition == partition),
-            "{topic}: key {} should all be in partition {partition}: {got:?}",
-            String::from_utf8_lossy(key)
+            "{topic}: key {} should all be in partition {partition}, found in {:?}",
+            String::from_utf8_lossy(key),
+            got.iter().map(|r| r.partition).collect::<Vec<_>>()
         );
         let got_values: Vec<(&[u8], i64)> = got.iter().map(|r| (&r.value[..], r.timestamp_ms)).collect();
         let sent_values: Vec<(&[u8], i64)> = sent.iter().map(|r| (&r.value[..], r.timestamp_ms)).collect();
