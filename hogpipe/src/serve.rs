@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use hogpipe_capture::log::kafka::{KafkaConfig, KafkaLog};
 use hogpipe_capture::log::wal::{Wal, WalConfig};
 use hogpipe_capture::log::EventLog;
 use hogpipe_capture::server::{app, CaptureState, StaticTokens};
@@ -67,7 +68,22 @@ pub fn run(args: ServeArgs) -> Result<()> {
             eprintln!("hogpipe: event log: embedded WAL in {} ({} partitions)", dir.display(), config.log.partitions);
             (wal.clone(), Some(wal))
         }
-        LogBackend::Kafka => anyhow::bail!("KAFKA_PENDING"),
+        LogBackend::Kafka => {
+            let k = &config.log.kafka;
+            let kafka_config = KafkaConfig {
+                brokers: k.brokers.clone(),
+                topic: k.topic.clone(),
+                historical_topic: k.historical_topic.clone(),
+                properties: k.properties.clone(),
+                max_record_bytes: config.capture.max_event_bytes.saturating_mul(2),
+                ..KafkaConfig::default()
+            };
+            let kafka = runtime
+                .block_on(async { KafkaLog::new(kafka_config) })
+                .with_context(|| format!("cannot start the Kafka producer for {}", k.brokers))?;
+            eprintln!("hogpipe: event log: Kafka at {} (topic {})", k.brokers, k.topic);
+            (Arc::new(kafka), None)
+        }
     };
 
     let state = CaptureState::new(config.capture.to_capture_config(), log, Arc::new(tokens));
