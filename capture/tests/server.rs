@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 const TOKEN: &str = "phc_test";
+/// The token in the lz-string fixture batch.
+const LZ_TOKEN: &str = "phc_abcdefghijklmnopqrstuvwxyz0123456789ABCDEF";
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -27,7 +29,7 @@ fn fixture_with(config: CaptureConfig, wal_config: impl FnOnce(&mut WalConfig)) 
     wc.partitions = 4;
     wal_config(&mut wc);
     let wal = Arc::new(Wal::open(wc).unwrap());
-    let tokens = StaticTokens(HashMap::from([(TOKEN.to_string(), 1), ("phc_other".to_string(), 2)]));
+    let tokens = StaticTokens(HashMap::from([(TOKEN.to_string(), 1), ("phc_other".to_string(), 2), (LZ_TOKEN.to_string(), 3)]));
     let state = CaptureState::new(config, wal.clone(), Arc::new(tokens));
     Fixture { _dir: dir, wal, state }
 }
@@ -403,4 +405,76 @@ async fn health_and_metrics_endpoints() {
     assert!(text.contains("# TYPE hogpipe_capture_log_append_duration_seconds histogram"));
     assert!(text.contains("hogpipe_capture_log_append_duration_seconds_count 1"));
     assert!(text.contains("hogpipe_capture_bytes_received_total "));
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+fn b64(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_encoding_through_http() {
+    let f = fixture();
+    let event = |name: &str| json!([{"token": TOKEN, "event": name, "distinct_id": "enc"}]).to_string();
+    // gzip by header, by query (posthog-js's gzip-js), by magic bytes alone.
+    let r = Request::post("/e").header("content-encoding", "gzip").body(Body::from(gzip(event("gz-header").as_bytes())));
+    ok(&f.send(r.unwrap()).await);
+    let r = Request::post("/i/v0/e/?compression=gzip-js&ver=1.200.0&_=1700000000000")
+        .header("content-type", "text/plain")
+        .body(Body::from(gzip(event("gz-query").as_bytes())));
+    ok(&f.send(r.unwrap()).await);
+    ok(&f.post("/batch", gzip(event("gz-magic").as_bytes())).await);
+    // Form bodies: base64 data (with `+` turned into spaces by sloppy clients), lz64 from lz-string.
+    let form = format!("data={}", percent(&b64(event("form-b64").as_bytes())));
+    let r = Request::post("/e").header("content-type", "application/x-www-form-urlencoded").body(Body::from(form));
+    ok(&f.send(r.unwrap()).await);
+    let lz = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lz64/batch.lz64")).unwrap();
+    let form = format!("data={}&compression=lz64", percent(lz.trim()));
+    let r = Request::post("/batch")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(form));
+    let lz_answer = f.send(r.unwrap()).await;
+    // Legacy GET with base64 data in the query.
+    let r = Request::get(format!("/e?data={}", percent(&b64(event("get-b64").as_bytes()))));
+    ok(&f.send(r.body(Body::empty()).unwrap()).await);
+    ok(&lz_answer);
+    let from_lz = f.events().into_iter().filter(|e| e.token == LZ_TOKEN).count();
+    assert_eq!(from_lz, 100, "the whole lz-string batch");
+    let mut names: Vec<String> = f
+        .events()
+        .iter()
+        .filter(|e| e.distinct_id == "enc")
+        .map(|e| e.data_json().unwrap()["event"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["form-b64", "get-b64", "gz-header", "gz-magic", "gz-query"]);
+    let q = f.events().into_iter().find(|e| e.data.contains("gz-query")).unwrap();
+    assert_eq!(q.sent_at.as_deref(), Some("2023-11-14T22:13:20.000Z"));
+}
+
+#[tokio::test]
+async fn decoding_errors_are_400_or_413() {
+    let f = fixture_with(CaptureConfig { max_decoded_bytes: 10_000, ..Default::default() }, |_| {});
+    let bomb = gzip(&vec![b' '; 1_000_000]);
+    let r = Request::post("/e").header("content-encoding", "gzip").body(Body::from(bomb));
+    let a = f.send(r.unwrap()).await;
+    err(&a, 413, "payload_too_large");
+    let r = Request::post("/e").header("content-encoding", "gzip").body(Body::from(&b"\x1f\x8b\x08garbage"[..]));
+    err(&f.send(r.unwrap()).await, 400, "invalid_payload");
+    let r = Request::post("/e?compression=lz64").body(Body::from("@@@not lz@@@"));
+    err(&f.send(r.unwrap()).await, 400, "invalid_payload");
+    assert!(f.events().is_empty());
 }
