@@ -356,32 +356,34 @@ pub fn parse_payload(json: &[u8], meta: &RequestMeta<'_>, limits: &ParseLimits) 
     let text = std::str::from_utf8(json)
         .map_err(|e| CaptureError::InvalidPayload(format!("the payload is not UTF-8 (at byte {})", e.valid_up_to())))?;
     let trimmed = text.trim_start();
-    let (events, single, batch_token, sent_at_raw, historical): (Vec<&RawValue>, bool, _, _, bool) =
-        match trimmed.as_bytes().first() {
-            Some(b'[') => {
-                let events: Vec<&RawValue> = serde_json::from_str(trimmed).map_err(|e| json_error(&e, "the payload"))?;
-                (events, false, None, None, false)
-            }
-            Some(b'{') => {
-                let env: Envelope<'_> = serde_json::from_str(trimmed).map_err(|e| json_error(&e, "the payload"))?;
-                let token = raw_string(env.api_key, "payload", "api_key")?
-                    .or(raw_string(env.token, "payload", "token")?)
-                    .map(Cow::into_owned);
-                match env.batch {
-                    Some(batch) => (batch, false, token, env.sent_at, truthy(env.historical_migration)),
-                    None => {
-                        let raw: &RawValue = serde_json::from_str(trimmed).map_err(|e| json_error(&e, "the payload"))?;
-                        (vec![raw], true, None, env.sent_at, truthy(env.historical_migration))
-                    }
+    let (events, single, batch_token, sent_at_raw, historical): (Vec<&RawValue>, bool, _, _, bool) = match trimmed
+        .as_bytes()
+        .first()
+    {
+        Some(b'[') => {
+            let events: Vec<&RawValue> = serde_json::from_str(trimmed).map_err(|e| json_error(&e, "the payload"))?;
+            (events, false, None, None, false)
+        }
+        Some(b'{') => {
+            let env: Envelope<'_> = serde_json::from_str(trimmed).map_err(|e| json_error(&e, "the payload"))?;
+            let token = raw_string(env.api_key, "payload", "api_key")?
+                .or(raw_string(env.token, "payload", "token")?)
+                .map(Cow::into_owned);
+            match env.batch {
+                Some(batch) => (batch, false, token, env.sent_at, truthy(env.historical_migration)),
+                None => {
+                    let raw: &RawValue = serde_json::from_str(trimmed).map_err(|e| json_error(&e, "the payload"))?;
+                    (vec![raw], true, None, env.sent_at, truthy(env.historical_migration))
                 }
             }
-            Some(_) => {
-                return Err(CaptureError::InvalidPayload(
-                    "the payload must be a JSON object (one event or {\"batch\": [...]}) or an array of events".into(),
-                ))
-            }
-            None => return Err(CaptureError::InvalidPayload("the payload is empty".into())),
-        };
+        }
+        Some(_) => {
+            return Err(CaptureError::InvalidPayload(
+                "the payload must be a JSON object (one event or {\"batch\": [...]}) or an array of events".into(),
+            ))
+        }
+        None => return Err(CaptureError::InvalidPayload("the payload is empty".into())),
+    };
     if events.is_empty() {
         return Err(CaptureError::EmptyBatch);
     }
@@ -441,9 +443,17 @@ struct CheckedEvent<'a> {
     data: Cow<'a, str>,
 }
 
-fn check_event<'a>(data: &'a str, kind: EndpointKind, at: &dyn Fn() -> String) -> Result<CheckedEvent<'a>, CaptureError> {
+fn check_event<'a>(
+    data: &'a str,
+    kind: EndpointKind,
+    at: &dyn Fn() -> String,
+) -> Result<CheckedEvent<'a>, CaptureError> {
     if !data.starts_with('{') {
-        return Err(CaptureError::InvalidPayload(format!("{}: an event must be a JSON object, got {}", at(), short(data))));
+        return Err(CaptureError::InvalidPayload(format!(
+            "{}: an event must be a JSON object, got {}",
+            at(),
+            short(data)
+        )));
     }
     let peek: EventPeek<'a> = serde_json::from_str(data).map_err(|e| json_error(&e, &at()))?;
     let props: Option<PropertiesPeek<'a>> = match peek.properties {
@@ -493,7 +503,8 @@ fn check_event<'a>(data: &'a str, kind: EndpointKind, at: &dyn Fn() -> String) -
 
     // /engage events without a name become `$identify`: the only case where `data` is rewritten.
     let data: Cow<'a, str> = if needs_name {
-        let mut object: serde_json::Map<String, Value> = serde_json::from_str(data).map_err(|e| json_error(&e, &at()))?;
+        let mut object: serde_json::Map<String, Value> =
+            serde_json::from_str(data).map_err(|e| json_error(&e, &at()))?;
         object.insert("event".into(), Value::String("$identify".into()));
         Cow::Owned(Value::Object(object).to_string())
     } else {
@@ -513,10 +524,8 @@ fn check_event<'a>(data: &'a str, kind: EndpointKind, at: &dyn Fn() -> String) -
 /// gives `now`.
 pub fn resolve_timestamp(event: &CapturedEvent, data: &Value) -> DateTime<Utc> {
     let now = parse_time(&event.now).unwrap_or_else(Utc::now);
-    let ignore_sent_at = data
-        .get("properties")
-        .and_then(|p| p.get("$ignore_sent_at"))
-        .is_some_and(|v| v.as_bool().unwrap_or(false));
+    let ignore_sent_at =
+        data.get("properties").and_then(|p| p.get("$ignore_sent_at")).is_some_and(|v| v.as_bool().unwrap_or(false));
     let sent_at = if ignore_sent_at { None } else { event.sent_at.as_deref().and_then(parse_time) };
     let timestamp = match data.get("timestamp") {
         Some(Value::String(s)) if !s.is_empty() => Some(parse_time(s)),

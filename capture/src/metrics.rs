@@ -94,7 +94,9 @@ impl Metrics {
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        out.push_str("# HELP hogpipe_capture_requests_received_total Capture requests by endpoint and response status.\n");
+        out.push_str(
+            "# HELP hogpipe_capture_requests_received_total Capture requests by endpoint and response status.\n",
+        );
         out.push_str("# TYPE hogpipe_capture_requests_received_total counter\n");
         if let Ok(map) = self.requests.lock() {
             for ((endpoint, status), n) in map.iter() {

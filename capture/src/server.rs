@@ -236,9 +236,8 @@ const ENDPOINTS: [(&str, Endpoint); 6] = [
 pub fn app(state: Arc<CaptureState>) -> Router {
     let mut router = Router::new();
     for (path, endpoint) in ENDPOINTS {
-        let handler = any(move |State(state): State<Arc<CaptureState>>, request: Request| {
-            capture(state, endpoint, request)
-        });
+        let handler =
+            any(move |State(state): State<Arc<CaptureState>>, request: Request| capture(state, endpoint, request));
         router = router.route(path, handler.clone()).route(&format!("{path}/"), handler);
     }
     router
@@ -353,7 +352,10 @@ const INLINE_DECODE_BYTES: usize = 256 * 1024;
 async fn handle(state: &Arc<CaptureState>, endpoint: Endpoint, request: Request) -> Result<usize, (Rejection, usize)> {
     let method = request.method().clone();
     if method != Method::GET && method != Method::POST {
-        return Err((Rejection::new(405, "method_not_allowed", format!("{method} is not allowed: use POST or GET")), 0));
+        return Err((
+            Rejection::new(405, "method_not_allowed", format!("{method} is not allowed: use POST or GET")),
+            0,
+        ));
     }
     let (max_body, max_decoded) = if endpoint.batch {
         (state.config.max_batch_body_bytes, state.config.max_batch_decoded_bytes)
@@ -363,11 +365,8 @@ async fn handle(state: &Arc<CaptureState>, endpoint: Endpoint, request: Request)
     let ip = client_ip(&request);
     let now = Utc::now();
     let (parts, body) = request.into_parts();
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if let Some(len) = declared {
         if len > max_body {
             return Err((too_large(max_body), 0));
@@ -378,7 +377,8 @@ async fn handle(state: &Arc<CaptureState>, endpoint: Endpoint, request: Request)
     state.metrics.bytes(body.len());
     let _inflight_body = if declared.is_none() { Some(reserve(state, body.len()).map_err(|r| (r, 0))?) } else { None };
 
-    let header_text = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header_text =
+        |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let owned = OwnedRequest {
         is_get: method == Method::GET,
         content_type: header_text(header::CONTENT_TYPE),
@@ -435,7 +435,8 @@ fn too_large(limit: usize) -> Rejection {
 async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, Rejection> {
     let mut buf = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Rejection::new(400, "invalid_body", format!("could not read the request body: {e}")))?;
+        let frame =
+            frame.map_err(|e| Rejection::new(400, "invalid_body", format!("could not read the request body: {e}")))?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
                 return Err(too_large(limit));

@@ -27,10 +27,19 @@ pub enum BenchCommand {
         #[arg(long)]
         export: Option<PathBuf>,
     },
+    /// Load-test the capture endpoints: batches and single events against `hogpipe serve`.
+    Capture(crate::bench_capture::CaptureBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> ExitCode {
     match cmd {
+        BenchCommand::Capture(args) => match crate::bench_capture::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         BenchCommand::Hog { programs, events, min_time, json, export } => {
             match hog(&programs, events, min_time, json, export.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! The `hogpipe` binary: command line and wiring of the crates.
 
+mod bench_capture;
 mod bench_cli;
 mod config;
 mod hog_cli;

@@ -37,11 +37,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or(config.data_dir.clone())
-        .unwrap_or_else(|| PathBuf::from("hogpipe-data"));
+    let data_dir = args.data_dir.clone().or(config.data_dir.clone()).unwrap_or_else(|| PathBuf::from("hogpipe-data"));
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     init_tracing();
 
@@ -64,7 +60,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             wal_config.retention_age = config.log.retention_hours.map(|h| Duration::from_secs_f64(h * 3600.0));
             wal_config.max_pending_bytes = config.log.max_pending_bytes;
             wal_config.max_record_bytes = config.capture.max_event_bytes.saturating_mul(2);
-            let wal = Arc::new(Wal::open(wal_config).with_context(|| format!("cannot open the event log in {}", dir.display()))?);
+            let wal = Arc::new(
+                Wal::open(wal_config).with_context(|| format!("cannot open the event log in {}", dir.display()))?,
+            );
             eprintln!("hogpipe: event log: embedded WAL in {} ({} partitions)", dir.display(), config.log.partitions);
             (wal.clone(), Some(wal))
         }
