@@ -10,3 +10,27 @@ ensure_rust() {
     exit 1
   fi
 }
+
+# Debian packages the build needs: rdkafka's `cmake-build` compiles the librdkafka sources vendored
+# in rdkafka-sys with cmake, make and a C/C++ toolchain (curl, TLS, SASL and zlib are off).
+ensure_build_deps() {
+  local missing=()
+  command -v cmake >/dev/null || missing+=(cmake)
+  command -v make >/dev/null || missing+=(make)
+  command -v cc >/dev/null || missing+=(gcc)
+  command -v c++ >/dev/null || missing+=(g++)
+  if [ ${#missing[@]} -eq 0 ]; then
+    return 0
+  fi
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null; then
+      echo "hogpipe: missing ${missing[*]} and not root: install them with apt-get first" >&2
+      exit 1
+    fi
+    sudo=(sudo)
+  fi
+  echo "hogpipe: installing ${missing[*]} (Debian packages)" >&2
+  "${sudo[@]}" apt-get install -y "${missing[@]}" >&2 ||
+    { "${sudo[@]}" apt-get update >&2 && "${sudo[@]}" apt-get install -y "${missing[@]}" >&2; }
+}

@@ -7,6 +7,7 @@ cd "$root"
 # shellcheck source=env.sh
 . scripts/env.sh
 ensure_rust
+ensure_build_deps
 step() { printf '\n==> %s\n' "$*"; }
 
 step "installing the PostHog VM oracle"
@@ -20,10 +21,22 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets -q -- -D warnings
 
 step "cargo test"
+set +e
 cargo test --workspace 2>&1 | tee "$HOGPIPE_CACHE/last-test.log"
 status=${PIPESTATUS[0]}
+set -e
 passed=$(awk '/^test result/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) p += $i } END { print p + 0 }' "$HOGPIPE_CACHE/last-test.log")
 failed=$(awk '/^test result/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) f += $i } END { print f + 0 }' "$HOGPIPE_CACHE/last-test.log")
+
+if [ "$status" -eq 0 ]; then
+  step "the Kafka event log against a standalone broker (tansu)"
+  set +e
+  scripts/test-kafka-broker.sh 2>&1 | tee "$HOGPIPE_CACHE/last-kafka-test.log"
+  status=${PIPESTATUS[0]}
+  set -e
+  passed=$((passed + $(awk '/^test result/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) p += $i } END { print p + 0 }' "$HOGPIPE_CACHE/last-kafka-test.log")))
+  failed=$((failed + $(awk '/^test result/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) f += $i } END { print f + 0 }' "$HOGPIPE_CACHE/last-kafka-test.log")))
+fi
 echo
 echo "${passed:-0} passed, ${failed:-0} failed"
 exit "$status"

@@ -549,3 +549,73 @@ pub fn resolve_timestamp(event: &CapturedEvent, data: &Value) -> DateTime<Utc> {
         resolved
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn captured(now: &str, sent_at: Option<&str>) -> CapturedEvent {
+        CapturedEvent {
+            uuid: "u".into(),
+            distinct_id: "d".into(),
+            ip: "127.0.0.1".into(),
+            data: String::new(),
+            now: now.into(),
+            sent_at: sent_at.map(str::to_string),
+            token: "t".into(),
+            historical_migration: false,
+        }
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        parse_time(text).unwrap()
+    }
+
+    #[test]
+    fn clock_skew_is_corrected_with_sent_at() {
+        // The client's clock is 1 h behind: it stamped the event 10 s before sending.
+        let e = captured("2024-05-01T12:00:00.000Z", Some("2024-05-01T11:00:10.000Z"));
+        let data = serde_json::json!({"timestamp": "2024-05-01T11:00:00.000Z"});
+        assert_eq!(resolve_timestamp(&e, &data), at("2024-05-01T11:59:50Z"));
+        // `$ignore_sent_at` keeps the client's timestamp.
+        let data =
+            serde_json::json!({"timestamp": "2024-05-01T11:00:00.000Z", "properties": {"$ignore_sent_at": true}});
+        assert_eq!(resolve_timestamp(&e, &data), at("2024-05-01T11:00:00Z"));
+    }
+
+    #[test]
+    fn timestamp_offset_or_now() {
+        let e = captured("2024-05-01T12:00:00.000Z", None);
+        assert_eq!(
+            resolve_timestamp(&e, &serde_json::json!({"timestamp": "2024-04-30T08:00:00+02:00"})),
+            at("2024-04-30T06:00:00Z")
+        );
+        assert_eq!(resolve_timestamp(&e, &serde_json::json!({"offset": 1500})), at("2024-05-01T11:59:58.500Z"));
+        assert_eq!(resolve_timestamp(&e, &serde_json::json!({})), at("2024-05-01T12:00:00Z"));
+        assert_eq!(resolve_timestamp(&e, &serde_json::json!({"timestamp": "garbage"})), at("2024-05-01T12:00:00Z"));
+        assert_eq!(
+            resolve_timestamp(&e, &serde_json::json!({"timestamp": "2024-04-30 06:00:00"})),
+            at("2024-04-30T06:00:00Z")
+        );
+    }
+
+    #[test]
+    fn far_future_is_clamped_to_now() {
+        let e = captured("2024-05-01T12:00:00.000Z", None);
+        assert_eq!(
+            resolve_timestamp(&e, &serde_json::json!({"timestamp": "2024-05-03T00:00:00Z"})),
+            at("2024-05-01T12:00:00Z")
+        );
+        assert_eq!(
+            resolve_timestamp(&e, &serde_json::json!({"timestamp": "2024-05-02T10:00:00Z"})),
+            at("2024-05-02T10:00:00Z")
+        );
+    }
+
+    #[test]
+    fn time_formats() {
+        assert_eq!(format_time(at("2024-05-01")), "2024-05-01T00:00:00.000Z");
+        assert_eq!(format_time(at("2024-05-01T10:11:12.345678+01:00")), "2024-05-01T09:11:12.345Z");
+        assert!(parse_time("not a time").is_none());
+    }
+}

@@ -71,8 +71,9 @@ fn serve_produces_captured_events_to_kafka() {
         .expect("the server prints its address");
     std::thread::spawn(move || for _ in lines {});
 
-    let batch: Vec<Value> =
-        (0..50).map(|i| json!({"event": "kafka_event", "distinct_id": format!("u{}", i % 7), "properties": {"i": i}})).collect();
+    let batch: Vec<Value> = (0..50)
+        .map(|i| json!({"event": "kafka_event", "distinct_id": format!("u{}", i % 7), "properties": {"i": i}}))
+        .collect();
     let (status, body) = post(&addr, "/batch", &json!({"api_key": TOKEN, "batch": batch}).to_string());
     assert_eq!((status, body.as_str()), (200, "{\"status\":1}"));
     let old = json!({"api_key": TOKEN, "historical_migration": true, "batch": [{"event": "old", "distinct_id": "h"}]});
