@@ -327,4 +327,14 @@ mod tests {
         assert!(first[0].token.starts_with("phc_") && first[0].token.len() == 47);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn readme_example_parses() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("```toml\n# hogpipe.toml").expect("the README has the example") + 8;
+        let end = start + readme[start..].find("```").unwrap();
+        let c = Config::parse(&readme[start..end], "README.md").unwrap();
+        assert_eq!(c.projects.len(), 1);
+        assert_eq!(c.log.kafka.properties["security.protocol"], "plaintext");
+    }
 }
