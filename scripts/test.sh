@@ -14,6 +14,9 @@ step "installing the PostHog VM oracle"
 scripts/install-oracle.sh
 export HOGPIPE_REQUIRE_ORACLE=1
 
+step "installing the PostHog SDKs for the end-to-end tests"
+scripts/install-sdks.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -246,8 +246,9 @@ pub fn run_with_timeout(command: &mut Command, limit: Duration) -> Output {
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut buf);
+            if let Some(pipe) = pipe {
+                #[allow(clippy::disallowed_methods)] // bounded by `take`
+                let _ = pipe.take(64 << 20).read_to_end(&mut buf);
             }
             String::from_utf8_lossy(&buf).into_owned()
         })
@@ -403,7 +404,8 @@ fn read_response(conn: &mut BufReader<TcpStream>) -> std::io::Result<Response> {
         body.resize(len, 0);
         conn.read_exact(&mut body)?;
     } else if status >= 200 && status != 204 && status != 304 {
-        conn.read_to_end(&mut body)?;
+        #[allow(clippy::disallowed_methods)] // bounded by `take`
+        conn.take(64 << 20).read_to_end(&mut body)?;
     }
     Ok(Response { status, headers, body })
 }
