@@ -506,3 +506,55 @@ async fn decoding_errors_are_400_or_413() {
     err(&f.send(r.unwrap()).await, 400, "invalid_payload");
     assert!(f.events().is_empty());
 }
+
+/// A log that cannot write, as when the disk fails or every broker is gone.
+struct BrokenLog;
+
+impl hogpipe_capture::log::EventLog for BrokenLog {
+    fn append(&self, _records: Vec<hogpipe_capture::log::Record>) -> hogpipe_capture::log::AppendFuture<'_> {
+        Box::pin(async { Err(hogpipe_capture::log::LogError::Unavailable("/secret/path: disk on fire".into())) })
+    }
+    fn is_ready(&self) -> bool {
+        false
+    }
+    fn name(&self) -> &'static str {
+        "broken"
+    }
+}
+
+#[tokio::test]
+async fn broken_log_answers_503_without_internals() {
+    let tokens = StaticTokens(HashMap::from([(TOKEN.to_string(), 1)]));
+    let state = CaptureState::new(CaptureConfig::default(), Arc::new(BrokenLog), Arc::new(tokens));
+    let request =
+        Request::post("/e").body(Body::from(json!({"token": TOKEN, "event": "x", "distinct_id": "a"}).to_string()));
+    let response = app(state.clone()).oneshot(request.unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["code"], "log_unavailable");
+    assert!(!body["error"].as_str().unwrap().contains("secret"), "no internals in {body}");
+    let ready = app(state).oneshot(Request::get("/_readiness").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_bytes_in_flight_answers_503() {
+    let f = fixture_with(CaptureConfig { max_inflight_bytes: 1000, ..Default::default() }, |_| {});
+    let pause = f.wal.pause_writer_for_tests();
+    let body =
+        json!({"token": TOKEN, "event": "x", "distinct_id": "a", "properties": {"p": "y".repeat(700)}}).to_string();
+    let app1 = app(f.state.clone());
+    let first = tokio::spawn({
+        let body = body.clone();
+        async move { app1.oneshot(Request::post("/e").body(Body::from(body)).unwrap()).await.unwrap().status() }
+    });
+    while f.wal.pending_bytes() == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let second = f.send(Request::post("/e").body(Body::from(body.clone())).unwrap()).await;
+    err(&second, 503, "overloaded");
+    drop(pause);
+    assert_eq!(first.await.unwrap(), StatusCode::OK);
+    ok(&f.send(Request::post("/e").body(Body::from(body)).unwrap()).await);
+}
