@@ -1,0 +1,248 @@
+//! The timely graph: log readers → transformations → routing → sinks, with commits.
+//!
+//! Each worker owns the partitions `p` with `p % workers == index` and runs rounds: read up to
+//! `batch_size` records per owned partition from its position, feed them into the graph as one
+//! epoch, step until the probe passes the epoch (every sink took the batch), then commit the new
+//! positions for the consumer group. A crash between the sinks and the commit replays the batch.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hogpipe_capture::event::CapturedEvent;
+use hogpipe_capture::log::wal::Wal;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::{Inspect, Probe};
+use timely::dataflow::{InputHandle, ProbeHandle};
+
+use crate::event::{Event, Project};
+use crate::functions::{Registry, SharedStats};
+use crate::runner::Runner;
+use crate::sink::{EventSink, InvocationSink, SinkError};
+
+/// How the graph runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Timely workers (threads). Default: the number of cores.
+    pub workers: usize,
+    /// Records read per partition per round.
+    pub batch_size: usize,
+    /// Consumer group whose positions are committed in the log.
+    pub group: String,
+    /// Pause when a round found nothing to read.
+    pub idle_wait: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            batch_size: 1000,
+            group: "dataflow".into(),
+            idle_wait: Duration::from_millis(20),
+        }
+    }
+}
+
+/// When to stop.
+#[derive(Debug, Clone)]
+pub enum Until {
+    /// When every partition has been read to its end (batch jobs, tests).
+    CaughtUp,
+    /// When the flag turns true (the server).
+    Stopped(Arc<AtomicBool>),
+}
+
+/// What the graph is connected to.
+#[derive(Clone)]
+pub struct Pipeline {
+    /// The event log.
+    pub log: Arc<Wal>,
+    /// The functions.
+    pub registry: Arc<Registry>,
+    /// Projects by capture token.
+    pub projects: Arc<HashMap<String, Project>>,
+    /// Processed events.
+    pub events: Arc<dyn EventSink>,
+    /// Events routed to destinations.
+    pub invocations: Arc<dyn InvocationSink>,
+    /// Function metrics and logs.
+    pub stats: SharedStats,
+}
+
+/// Totals of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Records read from the log.
+    pub read: u64,
+    /// Events that reached the event sink.
+    pub written: u64,
+    /// Records skipped: unparseable, or for a token no project has.
+    pub skipped: u64,
+}
+
+/// Why the graph stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DataflowError {
+    /// Timely could not start or a worker panicked.
+    #[error("dataflow: {0}")]
+    Timely(String),
+    /// The log could not be read or committed.
+    #[error(transparent)]
+    Log(#[from] hogpipe_capture::log::LogError),
+}
+
+fn retry_sink(what: &str, stop: &dyn Fn() -> bool, mut attempt: impl FnMut() -> Result<(), SinkError>) -> bool {
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match attempt() {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} sink failed; retrying in {wait:?}");
+                if stop() {
+                    return false;
+                }
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Runs the graph until `until`; returns the totals over all workers.
+pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary, DataflowError> {
+    let workers = options.workers.max(1);
+    let config = timely::Config::process(workers);
+    let guards = timely::execute(config, move |worker| {
+        let index = worker.index();
+        let peers = worker.peers();
+        let log = pipeline.log.clone();
+        let owned: Vec<u32> = (0..log.partitions()).filter(|p| *p as usize % peers == index).collect();
+        let stop_flag = match &until {
+            Until::Stopped(flag) => Some(flag.clone()),
+            Until::CaughtUp => None,
+        };
+        let stopped = move || stop_flag.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
+
+        let by_id: HashMap<u64, Project> = pipeline.projects.values().map(|p| (p.id, p.clone())).collect();
+        let runner = Rc::new(RefCell::new(Runner::new(Arc::new(by_id), pipeline.stats.clone())));
+        let batch_failed = Rc::new(Cell::new(false));
+        let written = Rc::new(Cell::new(0u64));
+        let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<Event>>> = InputHandle::new();
+        let probe = ProbeHandle::new();
+
+        worker.dataflow::<u64, _, _>(|scope| {
+            let r = runner.clone();
+            let transformed = input.to_stream(scope).flat_map(move |event: Event| r.borrow_mut().transform(event));
+            let events_sink = pipeline.events.clone();
+            let (failed, count, stop) = (batch_failed.clone(), written.clone(), stopped.clone());
+            let r = runner.clone();
+            transformed
+                .clone()
+                .inspect_core(move |item| {
+                    if let Ok((_, batch)) = item {
+                        if !retry_sink("event", &stop, || events_sink.write(batch)) {
+                            failed.set(true);
+                        }
+                        count.set(count.get() + batch.len() as u64);
+                    }
+                })
+                .probe_with(&probe);
+            let invocations_sink = pipeline.invocations.clone();
+            let (failed, stop) = (batch_failed.clone(), stopped.clone());
+            transformed
+                .flat_map(move |event: Event| {
+                    let routed = r.borrow_mut().route(&event);
+                    routed.into_iter().map(move |id| (id, event.clone())).collect::<Vec<_>>()
+                })
+                .inspect_core(move |item| {
+                    if let Ok((_, batch)) = item {
+                        if !retry_sink("invocation", &stop, || invocations_sink.invoke(batch)) {
+                            failed.set(true);
+                        }
+                    }
+                })
+                .probe_with(&probe);
+        });
+
+        let mut positions: Vec<u64> = Vec::with_capacity(owned.len());
+        for &p in &owned {
+            let committed = log.committed(&options.group, p)?;
+            positions.push(committed.unwrap_or(0).max(log.start_offset(p)));
+        }
+        let mut summary = Summary::default();
+        let mut epoch = 0u64;
+        loop {
+            if stopped() {
+                break;
+            }
+            let set = pipeline.registry.snapshot();
+            if set.version != runner.borrow().version() {
+                runner.borrow_mut().use_set(&set);
+                pipeline.stats.worker_version(index, set.version);
+                for (i, &p) in owned.iter().enumerate() {
+                    tracing::info!(partition = p, offset = positions[i], version = set.version, "functions in effect");
+                }
+            }
+            let mut next = positions.clone();
+            let mut batch = Vec::new();
+            for (i, &p) in owned.iter().enumerate() {
+                let records = log.read(p, positions[i], options.batch_size)?;
+                for record in records {
+                    next[i] = record.offset + 1;
+                    summary.read += 1;
+                    let event = CapturedEvent::from_json(&record.value).ok().and_then(|c| {
+                        let project = pipeline.projects.get(&c.token)?;
+                        Event::from_captured(&c, project.id).ok()
+                    });
+                    match event {
+                        Some(e) => batch.push(e),
+                        None => summary.skipped += 1,
+                    }
+                }
+            }
+            let idle = next == positions;
+            if idle && matches!(until, Until::CaughtUp) {
+                break;
+            }
+            for e in batch {
+                input.send(e);
+            }
+            epoch += 1;
+            input.advance_to(epoch);
+            while probe.less_than(input.time()) {
+                worker.step();
+            }
+            runner.borrow_mut().flush_stats();
+            if batch_failed.replace(false) {
+                // A sink gave up (shutting down): do not commit; the batch is read again next time.
+                break;
+            }
+            for (i, &p) in owned.iter().enumerate() {
+                if next[i] != positions[i] {
+                    log.commit(&options.group, p, next[i])?;
+                }
+            }
+            positions = next;
+            if idle {
+                std::thread::sleep(options.idle_wait);
+            }
+        }
+        summary.written = written.get();
+        Ok::<Summary, DataflowError>(summary)
+    })
+    .map_err(DataflowError::Timely)?;
+
+    let mut total = Summary::default();
+    for result in guards.join() {
+        let summary = result.map_err(DataflowError::Timely)??;
+        total.read += summary.read;
+        total.written += summary.written;
+        total.skipped += summary.skipped;
+    }
+    Ok(total)
+}

@@ -1,0 +1,290 @@
+//! Runs a project's Hog functions on events, inside one worker: the transformation chain and
+//! the destination filters. One VM per worker is reused for every invocation.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hog_lang::bytecode::decode_json_text;
+use hog_lang::value::from_json;
+use hog_lang::vm::Limits;
+use hog_lang::{Chunk, Host, Outcome, Value, Vm};
+use serde_json::Value as Json;
+
+use crate::event::{Event, Project};
+use crate::functions::{FunctionCounters, FunctionKind, FunctionSet, FunctionSpec, LogLine, SharedStats};
+
+/// Printed lines kept per invocation (PostHog's CDP keeps 25).
+pub const MAX_LOG_LINES_PER_INVOCATION: usize = 25;
+
+/// A function compiled for this worker.
+struct Compiled {
+    id: String,
+    chunk: Option<Rc<Chunk>>,
+    filter: Option<Rc<Chunk>>,
+    /// Why it cannot run (bad bytecode), reported on each invocation.
+    broken: Option<String>,
+    inputs: Value,
+}
+
+/// Collects printed lines of one invocation, up to a cap.
+#[derive(Default)]
+struct LogHost {
+    lines: Vec<String>,
+    dropped: usize,
+}
+
+impl Host for LogHost {
+    fn print(&mut self, line: &str) {
+        if self.lines.len() < MAX_LOG_LINES_PER_INVOCATION {
+            self.lines.push(line.to_string());
+        } else {
+            self.dropped += 1;
+        }
+    }
+}
+
+/// Per-worker executor of one function set.
+pub struct Runner {
+    version: u64,
+    transformations: HashMap<u64, Vec<Compiled>>,
+    destinations: HashMap<u64, Vec<Compiled>>,
+    vm: Vm,
+    host: LogHost,
+    projects: Arc<HashMap<u64, Project>>,
+    counters: HashMap<String, FunctionCounters>,
+    logs: HashMap<String, Vec<LogLine>>,
+    stats: SharedStats,
+}
+
+fn load(json: &Json) -> Result<Rc<Chunk>, String> {
+    decode_json_text(&json.to_string()).map(Rc::new).map_err(|e| format!("invalid bytecode: {e}"))
+}
+
+impl Runner {
+    /// An empty runner (no functions).
+    pub fn new(projects: Arc<HashMap<u64, Project>>, stats: SharedStats) -> Runner {
+        let mut vm = Vm::new(Value::Null);
+        vm.limits = Limits::function();
+        Runner {
+            version: 0,
+            transformations: HashMap::new(),
+            destinations: HashMap::new(),
+            vm,
+            host: LogHost::default(),
+            projects,
+            counters: HashMap::new(),
+            logs: HashMap::new(),
+            stats,
+        }
+    }
+
+    /// The version of the function set in use.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Switches to `set` if it is newer (decodes each function once per version).
+    pub fn use_set(&mut self, set: &FunctionSet) {
+        if set.version == self.version {
+            return;
+        }
+        self.transformations.clear();
+        self.destinations.clear();
+        let mut specs: Vec<&FunctionSpec> = set.functions.iter().filter(|f| f.enabled).collect();
+        specs.sort_by(|a, b| a.order.cmp(&b.order).then_with(|| a.id.cmp(&b.id)));
+        for spec in specs {
+            let mut broken = None;
+            let chunk = match spec.kind {
+                FunctionKind::Transformation => match load(&spec.bytecode) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        broken = Some(e);
+                        None
+                    }
+                },
+                // Destinations run in the delivery engine; here only their filter matters.
+                FunctionKind::Destination => None,
+            };
+            let filter = match &spec.filter {
+                Some(f) => match load(f) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        broken = Some(format!("filter: {e}"));
+                        None
+                    }
+                },
+                None => None,
+            };
+            let compiled = Compiled {
+                id: spec.id.clone(),
+                chunk,
+                filter,
+                broken,
+                inputs: from_json(&Json::Object(spec.inputs.clone())),
+            };
+            let target = match spec.kind {
+                FunctionKind::Transformation => &mut self.transformations,
+                FunctionKind::Destination => &mut self.destinations,
+            };
+            target.entry(spec.project_id).or_default().push(compiled);
+        }
+        self.version = set.version;
+    }
+
+    fn project_value(&self, team_id: u64) -> Value {
+        let name = self.projects.get(&team_id).map_or("", |p| p.name.as_str());
+        Value::dict_from([
+            ("id", Value::from(team_id as i64)),
+            ("name", Value::from(name)),
+            ("url", Value::from(format!("/project/{team_id}"))),
+        ])
+    }
+
+    fn globals(&self, event: &Event, f: &Compiled) -> Value {
+        Value::dict_from([
+            ("event", event.to_hog()),
+            ("person", Value::Null),
+            ("groups", Value::dict_from([])),
+            ("project", self.project_value(event.team_id)),
+            ("source", Value::dict_from([("name", Value::from(f.id.as_str())), ("url", Value::from(""))])),
+            ("inputs", f.inputs.clone()),
+        ])
+    }
+
+    fn filter_globals(event: &Event) -> Value {
+        Value::dict_from([
+            ("event", Value::from(event.event.as_str())),
+            ("uuid", Value::from(event.uuid.as_str())),
+            ("distinct_id", Value::from(event.distinct_id.as_str())),
+            ("timestamp", Value::from(event.timestamp.as_str())),
+            ("elements_chain", Value::from(event.elements_chain.as_str())),
+            ("properties", from_json(&Json::Object(event.properties.clone()))),
+            ("person", Value::dict_from([("properties", Value::dict_from([]))])),
+        ])
+    }
+
+    /// Runs `chunk` with `globals`; `Err` carries the message for the function's log.
+    fn invoke(&mut self, chunk: &Rc<Chunk>, globals: Value) -> Result<Value, String> {
+        self.host.lines.clear();
+        self.host.dropped = 0;
+        self.vm.reset(globals);
+        let outcome = self.vm.run(chunk.clone(), &mut self.host);
+        let result = match outcome {
+            Ok(Outcome::Finished(v)) => Ok(v),
+            Ok(Outcome::Suspended { name, .. }) => {
+                Err(format!("`{name}` is asynchronous and cannot be called from a transformation or filter"))
+            }
+            Err(e) => Err(e.render()),
+        };
+        // Release what the invocation built before the next one.
+        self.vm.reset(Value::Null);
+        result
+    }
+
+    fn note(&mut self, id: &str, uuid: &str, error: Option<&str>) {
+        let lines = self.logs.entry(id.to_string()).or_default();
+        for line in self.host.lines.drain(..) {
+            lines.push(LogLine { level: "info", event_uuid: uuid.to_string(), message: line });
+        }
+        if self.host.dropped > 0 {
+            lines.push(LogLine {
+                level: "warn",
+                event_uuid: uuid.to_string(),
+                message: format!(
+                    "{} more printed lines dropped (limit {MAX_LOG_LINES_PER_INVOCATION})",
+                    self.host.dropped
+                ),
+            });
+        }
+        if let Some(e) = error {
+            lines.push(LogLine { level: "error", event_uuid: uuid.to_string(), message: e.to_string() });
+        }
+    }
+
+    /// Runs the project's transformation chain; `None` when a transformation dropped the event.
+    /// A failing transformation is logged and counted; the event goes on unchanged.
+    pub fn transform(&mut self, event: Event) -> Option<Event> {
+        let team = event.team_id;
+        let Some(chain) = self.transformations.remove(&team) else { return Some(event) };
+        let mut current = Some(event);
+        for f in &chain {
+            let Some(event) = current.take() else { break };
+            let started = Instant::now();
+            let outcome = match (&f.chunk, &f.broken) {
+                (Some(chunk), _) => {
+                    let globals = self.globals(&event, f);
+                    self.invoke(chunk, globals).and_then(|v| event.with_result(&v).map_err(|e| e.to_string()))
+                }
+                (None, broken) => Err(broken.clone().unwrap_or_else(|| "no bytecode".into())),
+            };
+            let micros = started.elapsed().as_micros() as u64;
+            let c = self.counters.entry(f.id.clone()).or_default();
+            c.invocations += 1;
+            c.micros += micros;
+            match outcome {
+                Ok(next) => {
+                    c.succeeded += 1;
+                    if next.is_none() {
+                        c.dropped += 1;
+                    }
+                    self.note(&f.id, &event.uuid, None);
+                    current = next;
+                }
+                Err(message) => {
+                    c.failed += 1;
+                    self.note(&f.id, &event.uuid, Some(&message));
+                    current = Some(event);
+                }
+            }
+        }
+        self.transformations.insert(team, chain);
+        current
+    }
+
+    /// The enabled destinations of the event's project whose filter matches it.
+    pub fn route(&mut self, event: &Event) -> Vec<String> {
+        let Some(destinations) = self.destinations.remove(&event.team_id) else { return Vec::new() };
+        let mut matched = Vec::new();
+        for d in &destinations {
+            let started = Instant::now();
+            let outcome = match (&d.filter, &d.broken) {
+                (_, Some(broken)) => Err(broken.clone()),
+                (Some(filter), None) => self.invoke(filter, Self::filter_globals(event)).map(|v| v.truthy()),
+                (None, None) => Ok(true),
+            };
+            let c = self.counters.entry(d.id.clone()).or_default();
+            c.invocations += 1;
+            c.micros += started.elapsed().as_micros() as u64;
+            match outcome {
+                Ok(true) => {
+                    c.succeeded += 1;
+                    c.routed += 1;
+                    matched.push(d.id.clone());
+                }
+                Ok(false) => {
+                    c.succeeded += 1;
+                    c.filtered += 1;
+                }
+                Err(message) => {
+                    c.failed += 1;
+                    self.note(&d.id, &event.uuid, Some(&format!("filter failed: {message}")));
+                }
+            }
+        }
+        self.destinations.insert(event.team_id, destinations);
+        matched
+    }
+
+    /// Hands this worker's counters and logs to the shared stats.
+    pub fn flush_stats(&mut self) {
+        if !self.counters.is_empty() {
+            self.stats.merge(&self.counters);
+            self.counters.clear();
+        }
+        for (id, lines) in self.logs.drain() {
+            self.stats.log(&id, lines);
+        }
+    }
+}

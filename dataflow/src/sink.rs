@@ -1,0 +1,90 @@
+//! Where processed events go. A sink takes a whole batch; the dataflow commits the log position
+//! only after every sink took it, so a sink may see an event again after a crash (same `uuid`).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::event::Event;
+
+/// Why a sink could not take a batch; the dataflow retries it (with backoff) until it does.
+#[derive(Debug, thiserror::Error)]
+#[error("{sink}: {message}")]
+pub struct SinkError {
+    /// Which sink.
+    pub sink: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Takes processed events (the warehouse writer, live aggregates, files).
+pub trait EventSink: Send + Sync + 'static {
+    /// Stores a batch durably (or fails, and nothing is committed).
+    fn write(&self, events: &[Event]) -> Result<(), SinkError>;
+}
+
+/// Takes events routed to destinations, as `(function id, event)`.
+pub trait InvocationSink: Send + Sync + 'static {
+    /// Queues a batch of invocations durably.
+    fn invoke(&self, invocations: &[(String, Event)]) -> Result<(), SinkError>;
+}
+
+/// Discards everything (when nothing is configured).
+#[derive(Debug, Default)]
+pub struct NullSink;
+
+impl EventSink for NullSink {
+    fn write(&self, _events: &[Event]) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+impl InvocationSink for NullSink {
+    fn invoke(&self, _invocations: &[(String, Event)]) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Appends JSON lines to a file, fsynced per batch.
+#[derive(Debug)]
+pub struct JsonLinesSink {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl JsonLinesSink {
+    /// Opens (creating) the file for appending.
+    pub fn open(path: &Path) -> Result<JsonLinesSink, SinkError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| SinkError { sink: path.display().to_string(), message: e.to_string() })?;
+        Ok(JsonLinesSink { path: path.to_path_buf(), file: Mutex::new(file) })
+    }
+
+    fn append<T: serde::Serialize>(&self, items: &[T]) -> Result<(), SinkError> {
+        let err = |message: String| SinkError { sink: self.path.display().to_string(), message };
+        let mut buf = Vec::with_capacity(items.len() * 512);
+        for item in items {
+            serde_json::to_writer(&mut buf, item).map_err(|e| err(e.to_string()))?;
+            buf.push(b'\n');
+        }
+        let mut file = self.file.lock().map_err(|_| err("poisoned lock".into()))?;
+        file.write_all(&buf).map_err(|e| err(e.to_string()))?;
+        file.sync_data().map_err(|e| err(e.to_string()))
+    }
+}
+
+impl EventSink for JsonLinesSink {
+    fn write(&self, events: &[Event]) -> Result<(), SinkError> {
+        self.append(events)
+    }
+}
+
+impl InvocationSink for JsonLinesSink {
+    fn invoke(&self, invocations: &[(String, Event)]) -> Result<(), SinkError> {
+        self.append(invocations)
+    }
+}

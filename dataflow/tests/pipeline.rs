@@ -1,0 +1,308 @@
+//! The dataflow over a real WAL: captured events through a chain of Hog transformations, routing by
+//! filter, sinks writing JSON lines, commits and restarts, hot reload, failing functions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hog_lang::{compile, CompileOptions};
+use hogpipe_capture::event::{parse_payload, EndpointKind, ParseLimits, RequestMeta};
+use hogpipe_capture::log::wal::{Wal, WalConfig};
+use hogpipe_capture::log::EventLog;
+use hogpipe_dataflow::event::{Event, Project};
+use hogpipe_dataflow::functions::{FunctionKind, FunctionSpec, FunctionStats, Registry};
+use hogpipe_dataflow::graph::{run, Options, Pipeline, Until};
+use hogpipe_dataflow::sink::JsonLinesSink;
+use serde_json::{json, Value};
+
+const TOKEN: &str = "phc_one";
+const TOKEN2: &str = "phc_two";
+
+fn bytecode(source: &str) -> Value {
+    compile(source, &CompileOptions { globals: None, ..Default::default() }).unwrap().to_json()
+}
+
+fn function(id: &str, project: u64, kind: FunctionKind, order: i32, source: &str) -> FunctionSpec {
+    FunctionSpec {
+        id: id.into(),
+        project_id: project,
+        name: id.into(),
+        kind,
+        enabled: true,
+        order,
+        bytecode: bytecode(source),
+        filter: None,
+        inputs: serde_json::Map::new(),
+    }
+}
+
+/// The chain the issue asks for: add a property, rename, hash PII, drop by filter. `step` shows the order.
+fn chain() -> Vec<FunctionSpec> {
+    vec![
+        // Registered out of order on purpose: `order` decides.
+        function(
+            "hash",
+            1,
+            FunctionKind::Transformation,
+            2,
+            "let e := event\nif (e.properties.email != null) { e.properties.email := sha256Hex(e.properties.email) }\ne.properties.step := concat(e.properties.step, '-two')\nreturn e",
+        ),
+        function(
+            "add-rename",
+            1,
+            FunctionKind::Transformation,
+            1,
+            "let e := event\ne.properties.processed := true\ne.properties.url := e.properties.$current_url\ne.properties.$current_url := null\ne.properties.step := 'one'\nreturn e",
+        ),
+        function("drop-internal", 1, FunctionKind::Transformation, 3, "if (event.event == 'internal') { return null }\nreturn event"),
+        FunctionSpec {
+            filter: Some(bytecode("return event == '$pageview'")),
+            ..function("webhook", 1, FunctionKind::Destination, 0, "return null")
+        },
+    ]
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    wal: Arc<Wal>,
+    registry: Arc<Registry>,
+    stats: Arc<FunctionStats>,
+}
+
+impl Fixture {
+    fn new(functions: Vec<FunctionSpec>) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = WalConfig::new(dir.path().join("log"));
+        config.partitions = 4;
+        let wal = Arc::new(Wal::open(config).unwrap());
+        Fixture { dir, wal, registry: Arc::new(Registry::new(functions)), stats: Arc::new(FunctionStats::default()) }
+    }
+
+    fn capture(&self, token: &str, events: Vec<Value>) {
+        let body = json!({"api_key": token, "batch": events}).to_string();
+        let meta = RequestMeta {
+            kind: EndpointKind::Events,
+            ip: "10.0.0.1",
+            now: chrono::Utc::now(),
+            sent_at_ms: None,
+            query_token: None,
+        };
+        let parsed = parse_payload(body.as_bytes(), &meta, &ParseLimits::default()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(self.wal.append(parsed.records)).unwrap();
+    }
+
+    fn pipeline(&self) -> Pipeline {
+        let projects = HashMap::from([
+            (TOKEN.to_string(), Project { id: 1, name: "One".into() }),
+            (TOKEN2.to_string(), Project { id: 2, name: "Two".into() }),
+        ]);
+        Pipeline {
+            log: self.wal.clone(),
+            registry: self.registry.clone(),
+            projects: Arc::new(projects),
+            events: Arc::new(JsonLinesSink::open(&self.dir.path().join("events.jsonl")).unwrap()),
+            invocations: Arc::new(JsonLinesSink::open(&self.dir.path().join("invocations.jsonl")).unwrap()),
+            stats: self.stats.clone(),
+        }
+    }
+
+    fn run(&self, workers: usize) -> hogpipe_dataflow::graph::Summary {
+        let options = Options { workers, batch_size: 100, ..Options::default() };
+        run(self.pipeline(), options, Until::CaughtUp).unwrap()
+    }
+
+    fn events(&self) -> Vec<Event> {
+        read_lines(&self.dir.path().join("events.jsonl"))
+    }
+
+    fn invocations(&self) -> Vec<(String, Event)> {
+        read_lines(&self.dir.path().join("invocations.jsonl"))
+    }
+}
+
+fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text.lines().map(|l| serde_json::from_str(l).unwrap()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn generated(n: usize, offset: usize) -> Vec<Value> {
+    (offset..offset + n)
+        .map(|i| {
+            let name = match i % 10 {
+                0 => "internal",
+                1..=5 => "$pageview",
+                _ => "signed_up",
+            };
+            json!({
+                "event": name,
+                "distinct_id": format!("user-{}", i % 37),
+                "uuid": format!("00000000-0000-4000-8000-{i:012}"),
+                "properties": {"$current_url": format!("https://example.com/p/{i}"), "email": format!("u{i}@example.com"), "i": i}
+            })
+        })
+        .collect()
+}
+
+fn sha256_hex(text: &str) -> String {
+    let out = hog_lang::run_source(&format!("return sha256Hex('{text}')"), &CompileOptions::default()).unwrap();
+    out.result.as_str().unwrap().to_string()
+}
+
+#[test]
+fn transformation_chain_over_thousands_of_events() {
+    let f = Fixture::new(chain());
+    for chunk in 0..6 {
+        f.capture(TOKEN, generated(500, chunk * 500));
+    }
+    let summary = f.run(2);
+    assert_eq!(summary.read, 3000);
+    assert_eq!(summary.skipped, 0);
+
+    let events = f.events();
+    assert_eq!(summary.written, events.len() as u64);
+    let by_i: BTreeMap<u64, &Event> = events.iter().map(|e| (e.properties["i"].as_u64().unwrap(), e)).collect();
+    assert_eq!(by_i.len(), events.len(), "each event exactly once");
+    let expected: Vec<u64> = (0..3000).filter(|i| i % 10 != 0).collect();
+    assert_eq!(by_i.keys().copied().collect::<Vec<_>>(), expected, "internal events dropped, all others kept");
+    for (i, e) in &by_i {
+        assert_eq!(e.team_id, 1);
+        assert_eq!(e.properties["processed"], json!(true));
+        assert_eq!(e.properties["url"], json!(format!("https://example.com/p/{i}")));
+        assert_eq!(e.properties["$current_url"], Value::Null);
+        assert_eq!(e.properties["step"], json!("one-two"), "transformations ran in `order`");
+        assert_eq!(e.uuid, format!("00000000-0000-4000-8000-{i:012}"));
+    }
+    assert_eq!(by_i[&7].properties["email"], json!(sha256_hex("u7@example.com")));
+
+    // Per distinct id, events keep their capture order.
+    let mut last: HashMap<&str, u64> = HashMap::new();
+    for e in &events {
+        let i = e.properties["i"].as_u64().unwrap();
+        if let Some(prev) = last.insert(e.distinct_id.as_str(), i) {
+            assert!(prev < i, "order of {} broken: {prev} then {i}", e.distinct_id);
+        }
+    }
+
+    // Routing: only pageviews reach the destination.
+    let invocations = f.invocations();
+    assert_eq!(invocations.len(), 1500);
+    assert!(invocations.iter().all(|(id, e)| id == "webhook" && e.event == "$pageview"));
+
+    let hash = f.stats.counters("hash");
+    assert_eq!(hash.invocations, 3000, "`hash` runs before `drop-internal`");
+    assert_eq!(hash.succeeded, 3000);
+    assert_eq!(f.stats.counters("drop-internal").dropped, 300);
+    let webhook = f.stats.counters("webhook");
+    assert_eq!((webhook.routed, webhook.filtered), (1500, 1200));
+}
+
+#[test]
+fn positions_are_committed_and_restarts_resume() {
+    let f = Fixture::new(chain());
+    f.capture(TOKEN, generated(200, 0));
+    assert_eq!(f.run(2).read, 200);
+    // Nothing new: nothing read again.
+    assert_eq!(f.run(1).read, 0, "committed positions are used");
+    f.capture(TOKEN, generated(100, 200));
+    assert_eq!(f.run(2).read, 100);
+    let events = f.events();
+    assert_eq!(events.len(), 270);
+    let unique: std::collections::HashSet<_> = events.iter().map(|e| e.uuid.clone()).collect();
+    assert_eq!(unique.len(), 270);
+}
+
+#[test]
+fn failing_functions_are_isolated() {
+    let mut functions = chain();
+    functions.push(function("throws", 2, FunctionKind::Transformation, 1, "throw Error('nope')"));
+    functions.push(function("loops", 2, FunctionKind::Transformation, 2, "while (true) { }"));
+    functions.push(function(
+        "bomb",
+        2,
+        FunctionKind::Transformation,
+        3,
+        "let s := 'ab'\nwhile (true) { s := concat(s, s) }",
+    ));
+    functions.push(function(
+        "marks",
+        2,
+        FunctionKind::Transformation,
+        4,
+        "print('seen', event.properties.i)\nlet e := event\ne.properties.marked := true\nreturn e",
+    ));
+    let f = Fixture::new(functions);
+    f.capture(TOKEN2, generated(3, 0));
+    f.capture(TOKEN, generated(50, 100));
+    let summary = f.run(2);
+    assert_eq!(summary.read, 53);
+    let events = f.events();
+    let two: Vec<&Event> = events.iter().filter(|e| e.team_id == 2).collect();
+    assert_eq!(two.len(), 3, "failures pass the event on unchanged");
+    assert!(two.iter().all(|e| e.properties["marked"] == json!(true)), "later functions still run");
+    assert_eq!(events.iter().filter(|e| e.team_id == 1).count(), 45, "the other project is unaffected");
+    for id in ["throws", "loops", "bomb"] {
+        let c = f.stats.counters(id);
+        assert_eq!((c.invocations, c.failed), (3, 3), "{id}");
+        let logs = f.stats.logs(id);
+        assert_eq!(logs.len(), 3, "{id}: {logs:?}");
+        assert!(logs.iter().all(|l| l.level == "error"), "{id}: {logs:?}");
+    }
+    assert!(f.stats.logs("throws")[0].message.contains("nope"));
+    let marks = f.stats.logs("marks");
+    assert_eq!(marks.len(), 3);
+    assert!(marks.iter().all(|l| l.level == "info" && l.message.starts_with("seen ")), "{marks:?}");
+}
+
+#[test]
+fn hot_reload_applies_at_a_batch_boundary_without_loss() {
+    let v1 = function("tag", 1, FunctionKind::Transformation, 1, "let e := event\ne.properties.v := 1\nreturn e");
+    let f = Fixture::new(vec![v1]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let pipeline = f.pipeline();
+    let handle = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let options =
+                Options { workers: 2, batch_size: 50, idle_wait: Duration::from_millis(5), ..Options::default() };
+            run(pipeline, options, Until::Stopped(stop)).unwrap()
+        })
+    };
+    let wait_for = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while f.events().len() < n {
+            assert!(Instant::now() < deadline, "only {} of {n} events arrived", f.events().len());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    f.capture(TOKEN, generated(300, 0));
+    wait_for(300);
+    let v2 = f.registry.upsert(function(
+        "tag",
+        1,
+        FunctionKind::Transformation,
+        1,
+        "let e := event\ne.properties.v := 2\nreturn e",
+    ));
+    // Every worker switches at its next batch boundary; events captured after that see v2.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while f.stats.oldest_version_in_use() < v2 {
+        assert!(Instant::now() < deadline, "workers did not pick up version {v2}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    f.capture(TOKEN, generated(300, 300));
+    wait_for(600);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    handle.join().unwrap();
+    let events = f.events();
+    assert_eq!(events.len(), 600, "nothing lost or duplicated");
+    for e in &events {
+        let i = e.properties["i"].as_u64().unwrap();
+        let v = if i < 300 { 1 } else { 2 };
+        assert_eq!(e.properties["v"], json!(v), "event {i}");
+    }
+}
