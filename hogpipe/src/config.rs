@@ -24,6 +24,79 @@ pub struct Config {
     /// Projects with their capture token and API keys.
     #[serde(default)]
     pub projects: Vec<Project>,
+    /// The dataflow.
+    #[serde(default)]
+    pub dataflow: DataflowSection,
+    /// Hog functions (transformations and destinations).
+    #[serde(default)]
+    pub functions: Vec<FunctionEntry>,
+}
+
+/// `[dataflow]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataflowSection {
+    /// Run the dataflow in `serve`. Default true.
+    pub enabled: bool,
+    /// Timely workers; default the number of cores.
+    pub workers: Option<usize>,
+    /// Records read per partition per round. Default 1000.
+    pub batch_size: usize,
+    /// Append processed events as JSON lines to this file (relative to the data dir). Default: none.
+    pub events_file: Option<PathBuf>,
+    /// Append `[function id, event]` of every routed event to this file (relative to the data dir).
+    pub invocations_file: Option<PathBuf>,
+}
+
+impl Default for DataflowSection {
+    fn default() -> Self {
+        DataflowSection { enabled: true, workers: None, batch_size: 1000, events_file: None, invocations_file: None }
+    }
+}
+
+/// `[[functions]]`: one Hog function.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionEntry {
+    /// Stable id (used in logs, metrics and the API).
+    pub id: String,
+    /// Project id it runs for.
+    pub project: u64,
+    /// `"transformation"` or `"destination"`.
+    #[serde(rename = "type")]
+    pub kind: FunctionType,
+    /// Display name; default the id.
+    pub name: Option<String>,
+    /// A `.hog` file (relative to the config file's folder) …
+    pub file: Option<PathBuf>,
+    /// … or the Hog source inline.
+    pub hog: Option<String>,
+    /// Position in the project's transformation chain (lower runs first). Default 0.
+    #[serde(default)]
+    pub order: i32,
+    /// Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Hog expression over `event`, `properties`, `distinct_id`, `timestamp`, `elements_chain`,
+    /// `person`; the event is routed to a destination only when it is true.
+    pub filter: Option<String>,
+    /// The `inputs` global.
+    #[serde(default)]
+    pub inputs: serde_json::Map<String, serde_json::Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Function types in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FunctionType {
+    /// Edits or drops events.
+    Transformation,
+    /// Receives matching events.
+    Destination,
 }
 
 /// `[capture]`

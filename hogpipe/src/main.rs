@@ -3,6 +3,7 @@
 mod bench_capture;
 mod bench_cli;
 mod config;
+mod functions;
 mod hog_cli;
 mod serve;
 

@@ -12,7 +12,14 @@ use hogpipe_capture::log::wal::{Wal, WalConfig};
 use hogpipe_capture::log::EventLog;
 use hogpipe_capture::server::{app, CaptureState, StaticTokens};
 
+use hogpipe_dataflow::event::Project as DfProject;
+use hogpipe_dataflow::functions::{FunctionStats, Registry};
+use hogpipe_dataflow::graph::{run as run_dataflow, Options, Pipeline, Summary, Until};
+use hogpipe_dataflow::sink::{EventSink, InvocationSink, JsonLinesSink, NullSink};
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::config::{projects_or_generate, Config, LogBackend};
+use crate::functions::compile_all;
 
 /// Options of `hogpipe serve`. Flags override the config file.
 #[derive(Args, Debug)]
@@ -84,6 +91,29 @@ pub fn run(args: ServeArgs) -> Result<()> {
         }
     };
 
+    let config_base =
+        args.config.as_ref().and_then(|p| p.parent().map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("."));
+    let dataflow = match &wal {
+        Some(wal) if config.dataflow.enabled => {
+            Some(start_dataflow(&config, &config_base, &data_dir, &projects, wal.clone())?)
+        }
+        Some(_) => None,
+        None => {
+            eprintln!(
+                "hogpipe: dataflow: off (reading events from Kafka is not built yet; capture still produces to Kafka)"
+            );
+            None
+        }
+    };
+    #[cfg(unix)]
+    if let (Some(df), Some(path)) = (&dataflow, args.config.clone()) {
+        // Registered before the server announces itself, so an early SIGHUP never kills it.
+        let hup = runtime
+            .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) })
+            .context("cannot listen for SIGHUP")?;
+        runtime.spawn(reload_on_sighup(hup, path, config_base.clone(), df.registry.clone()));
+    }
+
     let state = CaptureState::new(config.capture.to_capture_config(), log, Arc::new(tokens));
     let host = args.host.clone().unwrap_or(config.capture.host.clone());
     let port = args.port.unwrap_or(config.capture.port);
@@ -99,6 +129,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
         Ok(())
     });
     runtime.shutdown_timeout(Duration::from_secs(10));
+    if let Some(df) = dataflow {
+        df.stop.store(true, Ordering::Relaxed);
+        match df.thread.join() {
+            Ok(Ok(summary)) => eprintln!(
+                "hogpipe: dataflow stopped: {} events read, {} written, {} skipped",
+                summary.read, summary.written, summary.skipped
+            ),
+            Ok(Err(e)) => eprintln!("hogpipe: dataflow failed: {e}"),
+            Err(_) => eprintln!("hogpipe: dataflow thread panicked"),
+        }
+    }
     if let Some(wal) = wal {
         match Arc::try_unwrap(wal) {
             Ok(wal) => {
@@ -111,6 +152,87 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     eprintln!("hogpipe: stopped");
     result
+}
+
+/// The running dataflow: its thread, stop flag and function registry.
+struct RunningDataflow {
+    thread: std::thread::JoinHandle<Result<Summary, hogpipe_dataflow::graph::DataflowError>>,
+    stop: Arc<AtomicBool>,
+    registry: Arc<Registry>,
+}
+
+fn start_dataflow(
+    config: &Config,
+    base: &std::path::Path,
+    data_dir: &std::path::Path,
+    projects: &[crate::config::Project],
+    wal: Arc<Wal>,
+) -> Result<RunningDataflow> {
+    let functions = compile_all(config, base)?;
+    let registry = Arc::new(Registry::new(functions));
+    let open = |file: &Option<PathBuf>| -> Result<Option<Arc<JsonLinesSink>>> {
+        match file {
+            Some(f) => {
+                let path = data_dir.join(f);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                Ok(Some(Arc::new(JsonLinesSink::open(&path)?)))
+            }
+            None => Ok(None),
+        }
+    };
+    let events: Arc<dyn EventSink> = match open(&config.dataflow.events_file)? {
+        Some(s) => s,
+        None => Arc::new(NullSink),
+    };
+    let invocations: Arc<dyn InvocationSink> = match open(&config.dataflow.invocations_file)? {
+        Some(s) => s,
+        None => Arc::new(NullSink),
+    };
+    let pipeline = Pipeline {
+        log: wal,
+        registry: registry.clone(),
+        projects: Arc::new(
+            projects.iter().map(|p| (p.token.clone(), DfProject { id: p.id, name: p.name.clone() })).collect(),
+        ),
+        events,
+        invocations,
+        stats: Arc::new(FunctionStats::default()),
+    };
+    let mut options = Options { batch_size: config.dataflow.batch_size.max(1), ..Options::default() };
+    if let Some(w) = config.dataflow.workers {
+        options.workers = w.max(1);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    eprintln!("hogpipe: dataflow: {} workers, {} functions", options.workers, registry.snapshot().functions.len());
+    let until = Until::Stopped(stop.clone());
+    let thread = std::thread::Builder::new()
+        .name("hogpipe-dataflow".into())
+        .spawn(move || run_dataflow(pipeline, options, until))
+        .context("cannot start the dataflow thread")?;
+    Ok(RunningDataflow { thread, stop, registry })
+}
+
+/// Reloads `[[functions]]` from the config file on SIGHUP. A config that does not load or compile
+/// changes nothing (the error is printed); otherwise the new set applies at the next batch.
+#[cfg(unix)]
+async fn reload_on_sighup(mut hup: tokio::signal::unix::Signal, path: PathBuf, base: PathBuf, registry: Arc<Registry>) {
+    {
+        while hup.recv().await.is_some() {
+            let loaded = Config::load(&path).and_then(|c| compile_all(&c, &base));
+            match loaded {
+                Ok(functions) => {
+                    let n = functions.len();
+                    let version = registry.replace(functions);
+                    eprintln!("hogpipe: reloaded {n} functions from {} (version {version})", path.display());
+                }
+                Err(e) => {
+                    eprintln!("hogpipe: reload of {} failed, keeping the running functions: {e:#}", path.display())
+                }
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -137,5 +259,6 @@ async fn shutdown_signal() {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOGPIPE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
