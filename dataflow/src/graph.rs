@@ -21,6 +21,7 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 
 use crate::event::{Event, Project};
 use crate::functions::{Registry, SharedStats};
+use crate::health::Watcher;
 use crate::runner::Runner;
 use crate::sink::{EventSink, InvocationSink, SinkError};
 
@@ -72,6 +73,8 @@ pub struct Pipeline {
     pub invocations: Arc<dyn InvocationSink>,
     /// Function metrics and logs.
     pub stats: SharedStats,
+    /// Function health (degrades and disables functions that fail or overrun).
+    pub watcher: Arc<Watcher>,
 }
 
 /// Totals of a run.
@@ -129,7 +132,8 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
         let stopped = move || stop_flag.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
 
         let by_id: HashMap<u64, Project> = pipeline.projects.values().map(|p| (p.id, p.clone())).collect();
-        let runner = Rc::new(RefCell::new(Runner::new(Arc::new(by_id), pipeline.stats.clone())));
+        let runner =
+            Rc::new(RefCell::new(Runner::new(Arc::new(by_id), pipeline.stats.clone(), pipeline.watcher.clone())));
         let batch_failed = Rc::new(Cell::new(false));
         let written = Rc::new(Cell::new(0u64));
         let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<Event>>> = InputHandle::new();
@@ -188,6 +192,7 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
                     tracing::info!(partition = p, offset = positions[i], version = set.version, "functions in effect");
                 }
             }
+            runner.borrow_mut().refresh_health();
             let mut next = positions.clone();
             let mut batch = Vec::new();
             for (i, &p) in owned.iter().enumerate() {

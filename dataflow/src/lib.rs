@@ -13,5 +13,6 @@
 pub mod event;
 pub mod functions;
 pub mod graph;
+pub mod health;
 pub mod runner;
 pub mod sink;

@@ -1,7 +1,7 @@
 //! Runs a project's Hog functions on events, inside one worker: the transformation chain and
 //! the destination filters. One VM per worker is reused for every invocation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +14,7 @@ use serde_json::Value as Json;
 
 use crate::event::{Event, Project};
 use crate::functions::{FunctionCounters, FunctionKind, FunctionSet, FunctionSpec, LogLine, SharedStats};
+use crate::health::{Usage, Watcher};
 
 /// Printed lines kept per invocation (PostHog's CDP keeps 25).
 pub const MAX_LOG_LINES_PER_INVOCATION: usize = 25;
@@ -56,6 +57,9 @@ pub struct Runner {
     counters: HashMap<String, FunctionCounters>,
     logs: HashMap<String, Vec<LogLine>>,
     stats: SharedStats,
+    watcher: Arc<Watcher>,
+    usage: HashMap<String, Usage>,
+    disabled: HashSet<String>,
 }
 
 fn load(json: &Json) -> Result<Rc<Chunk>, String> {
@@ -64,7 +68,7 @@ fn load(json: &Json) -> Result<Rc<Chunk>, String> {
 
 impl Runner {
     /// An empty runner (no functions).
-    pub fn new(projects: Arc<HashMap<u64, Project>>, stats: SharedStats) -> Runner {
+    pub fn new(projects: Arc<HashMap<u64, Project>>, stats: SharedStats, watcher: Arc<Watcher>) -> Runner {
         let mut vm = Vm::new(Value::Null);
         vm.limits = Limits::function();
         Runner {
@@ -77,6 +81,9 @@ impl Runner {
             counters: HashMap::new(),
             logs: HashMap::new(),
             stats,
+            watcher,
+            usage: HashMap::new(),
+            disabled: HashSet::new(),
         }
     }
 
@@ -210,6 +217,9 @@ impl Runner {
         let Some(chain) = self.transformations.remove(&team) else { return Some(event) };
         let mut current = Some(event);
         for f in &chain {
+            if self.disabled.contains(&f.id) {
+                continue;
+            }
             let Some(event) = current.take() else { break };
             let started = Instant::now();
             let outcome = match (&f.chunk, &f.broken) {
@@ -219,10 +229,11 @@ impl Runner {
                 }
                 (None, broken) => Err(broken.clone().unwrap_or_else(|| "no bytecode".into())),
             };
-            let micros = started.elapsed().as_micros() as u64;
+            let took = started.elapsed();
+            self.charge(&f.id, took, outcome.is_err());
             let c = self.counters.entry(f.id.clone()).or_default();
             c.invocations += 1;
-            c.micros += micros;
+            c.micros += took.as_micros() as u64;
             match outcome {
                 Ok(next) => {
                     c.succeeded += 1;
@@ -248,15 +259,20 @@ impl Runner {
         let Some(destinations) = self.destinations.remove(&event.team_id) else { return Vec::new() };
         let mut matched = Vec::new();
         for d in &destinations {
+            if self.disabled.contains(&d.id) {
+                continue;
+            }
             let started = Instant::now();
             let outcome = match (&d.filter, &d.broken) {
                 (_, Some(broken)) => Err(broken.clone()),
                 (Some(filter), None) => self.invoke(filter, Self::filter_globals(event)).map(|v| v.truthy()),
                 (None, None) => Ok(true),
             };
+            let took = started.elapsed();
+            self.charge(&d.id, took, outcome.is_err());
             let c = self.counters.entry(d.id.clone()).or_default();
             c.invocations += 1;
-            c.micros += started.elapsed().as_micros() as u64;
+            c.micros += took.as_micros() as u64;
             match outcome {
                 Ok(true) => {
                     c.succeeded += 1;
@@ -277,8 +293,30 @@ impl Runner {
         matched
     }
 
-    /// Hands this worker's counters and logs to the shared stats.
+    fn charge(&mut self, id: &str, took: std::time::Duration, failed: bool) {
+        let config = self.watcher.config();
+        let cost = config.cost(took, failed);
+        let slow = took >= config.expensive_above;
+        if cost == 0.0 {
+            return;
+        }
+        let u = self.usage.entry(id.to_string()).or_default();
+        u.cost += cost;
+        u.failures += failed as u64;
+        u.slow += slow as u64;
+    }
+
+    /// Reads which functions the watcher disabled (call at each batch start).
+    pub fn refresh_health(&mut self) {
+        self.disabled = self.watcher.disabled();
+    }
+
+    /// Hands this worker's counters, logs and usage to the shared stats and the watcher.
     pub fn flush_stats(&mut self) {
+        if !self.usage.is_empty() {
+            self.watcher.charge(&self.usage);
+            self.usage.clear();
+        }
         if !self.counters.is_empty() {
             self.stats.merge(&self.counters);
             self.counters.clear();

@@ -14,6 +14,7 @@ use hogpipe_capture::log::EventLog;
 use hogpipe_dataflow::event::{Event, Project};
 use hogpipe_dataflow::functions::{FunctionKind, FunctionSpec, FunctionStats, Registry};
 use hogpipe_dataflow::graph::{run, Options, Pipeline, Until};
+use hogpipe_dataflow::health::{Health, HealthConfig, Watcher};
 use hogpipe_dataflow::sink::JsonLinesSink;
 use serde_json::{json, Value};
 
@@ -69,6 +70,7 @@ struct Fixture {
     wal: Arc<Wal>,
     registry: Arc<Registry>,
     stats: Arc<FunctionStats>,
+    watcher: Arc<Watcher>,
 }
 
 impl Fixture {
@@ -77,7 +79,13 @@ impl Fixture {
         let mut config = WalConfig::new(dir.path().join("log"));
         config.partitions = 4;
         let wal = Arc::new(Wal::open(config).unwrap());
-        Fixture { dir, wal, registry: Arc::new(Registry::new(functions)), stats: Arc::new(FunctionStats::default()) }
+        Fixture {
+            dir,
+            wal,
+            registry: Arc::new(Registry::new(functions)),
+            stats: Arc::new(FunctionStats::default()),
+            watcher: Arc::new(Watcher::new(HealthConfig::default())),
+        }
     }
 
     fn capture(&self, token: &str, events: Vec<Value>) {
@@ -106,11 +114,16 @@ impl Fixture {
             events: Arc::new(JsonLinesSink::open(&self.dir.path().join("events.jsonl")).unwrap()),
             invocations: Arc::new(JsonLinesSink::open(&self.dir.path().join("invocations.jsonl")).unwrap()),
             stats: self.stats.clone(),
+            watcher: self.watcher.clone(),
         }
     }
 
     fn run(&self, workers: usize) -> hogpipe_dataflow::graph::Summary {
-        let options = Options { workers, batch_size: 100, ..Options::default() };
+        self.run_with(workers, 100)
+    }
+
+    fn run_with(&self, workers: usize, batch_size: usize) -> hogpipe_dataflow::graph::Summary {
+        let options = Options { workers, batch_size, ..Options::default() };
         run(self.pipeline(), options, Until::CaughtUp).unwrap()
     }
 
@@ -305,4 +318,40 @@ fn hot_reload_applies_at_a_batch_boundary_without_loss() {
         let v = if i < 300 { 1 } else { 2 };
         assert_eq!(e.properties["v"], json!(v), "event {i}");
     }
+}
+
+#[test]
+fn a_function_that_keeps_failing_is_disabled_and_can_be_re_enabled() {
+    let mut functions = chain();
+    functions.push(function("flaky", 2, FunctionKind::Transformation, 1, "throw Error('always')"));
+    functions.push(function(
+        "fine",
+        2,
+        FunctionKind::Transformation,
+        2,
+        "let e := event\ne.properties.fine := true\nreturn e",
+    ));
+    let mut f = Fixture::new(functions);
+    // A small budget: ten failures empty it.
+    f.watcher =
+        Arc::new(Watcher::new(HealthConfig { bucket_size: 1000.0, refill_per_second: 0.0, ..HealthConfig::default() }));
+    f.capture(TOKEN2, generated(40, 0));
+    // Small batches: the watcher charges after each batch.
+    f.run_with(1, 2);
+    match f.watcher.health("flaky") {
+        Health::Disabled { reason, .. } => assert!(reason.contains("failed"), "{reason}"),
+        other => panic!("flaky should be disabled, is {other:?}"),
+    }
+    let failed_while_enabled = f.stats.counters("flaky").failed;
+    assert!((10..40).contains(&failed_while_enabled), "stopped running once disabled: {failed_while_enabled}");
+    assert_eq!(f.watcher.health("fine"), Health::Healthy);
+    let events = f.events();
+    assert_eq!(events.len(), 40);
+    assert!(events.iter().all(|e| e.properties["fine"] == json!(true)), "other functions unaffected");
+
+    // Re-enabled, it runs again.
+    assert!(f.watcher.enable("flaky"));
+    f.capture(TOKEN2, generated(5, 100));
+    f.run(1);
+    assert_eq!(f.stats.counters("flaky").failed, failed_while_enabled + 5);
 }

@@ -15,6 +15,7 @@ use hogpipe_capture::server::{app, CaptureState, StaticTokens};
 use hogpipe_dataflow::event::Project as DfProject;
 use hogpipe_dataflow::functions::{FunctionStats, Registry};
 use hogpipe_dataflow::graph::{run as run_dataflow, Options, Pipeline, Summary, Until};
+use hogpipe_dataflow::health::{HealthConfig, Watcher};
 use hogpipe_dataflow::sink::{EventSink, InvocationSink, JsonLinesSink, NullSink};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -199,6 +200,7 @@ fn start_dataflow(
         events,
         invocations,
         stats: Arc::new(FunctionStats::default()),
+        watcher: Arc::new(Watcher::new(HealthConfig::default())),
     };
     let mut options = Options { batch_size: config.dataflow.batch_size.max(1), ..Options::default() };
     if let Some(w) = config.dataflow.workers {
