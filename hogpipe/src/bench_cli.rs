@@ -29,10 +29,19 @@ pub enum BenchCommand {
     },
     /// Load-test the capture endpoints: batches and single events against `hogpipe serve`.
     Capture(crate::bench_capture::CaptureBenchArgs),
+    /// Events/s from the log through three Hog transformations and a filter to a null sink.
+    Pipeline(crate::bench_pipeline::PipelineBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> ExitCode {
     match cmd {
+        BenchCommand::Pipeline(args) => match crate::bench_pipeline::run_bench(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         BenchCommand::Capture(args) => match crate::bench_capture::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

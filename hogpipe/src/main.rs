@@ -1,6 +1,7 @@
 //! The `hogpipe` binary: command line and wiring of the crates.
 
 mod bench_capture;
+mod bench_pipeline;
 mod bench_cli;
 mod config;
 mod functions;
