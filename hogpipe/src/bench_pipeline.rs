@@ -113,7 +113,7 @@ fn fill(dir: &std::path::Path, n: usize) -> Result<Arc<Wal>> {
 
 /// Runs the benchmark.
 pub fn run_bench(args: PipelineBenchArgs) -> Result<()> {
-    if args.events == 0 || args.workers.iter().any(|w| *w == 0) {
+    if args.events == 0 || args.workers.contains(&0) {
         bail!("--events and --workers must be at least 1");
     }
     let dir = std::env::temp_dir().join(format!("hogpipe-bench-pipeline-{}", std::process::id()));
