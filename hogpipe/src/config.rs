@@ -410,4 +410,20 @@ mod tests {
         assert_eq!(c.projects.len(), 1);
         assert_eq!(c.log.kafka.properties["security.protocol"], "plaintext");
     }
+
+    #[test]
+    fn readme_dataflow_example_parses_and_compiles() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("```toml\n[dataflow]").expect("the README has the dataflow example") + 8;
+        let end = start + readme[start..].find("```").unwrap();
+        let text = format!("[[projects]]\nid = 1\ntoken = \"phc_x\"\n{}", &readme[start..end]);
+        let c = Config::parse(&text, "README.md").unwrap();
+        let dir = std::env::temp_dir().join(format!("hogpipe-readme-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("functions")).unwrap();
+        std::fs::write(dir.join("functions/hash-email.hog"), "return event").unwrap();
+        let specs = crate::functions::compile_all(&c, &dir).unwrap();
+        assert_eq!(specs.len(), 2);
+        assert!(specs[1].filter.is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
