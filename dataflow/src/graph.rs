@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hogpipe_capture::event::CapturedEvent;
-use hogpipe_capture::log::wal::Wal;
+use hogpipe_capture::log::LogReader;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Inspect, Probe};
@@ -62,7 +62,7 @@ pub enum Until {
 #[derive(Clone)]
 pub struct Pipeline {
     /// The event log.
-    pub log: Arc<Wal>,
+    pub log: Arc<dyn LogReader>,
     /// The functions.
     pub registry: Arc<Registry>,
     /// Projects by capture token.
@@ -176,7 +176,7 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
         let mut positions: Vec<u64> = Vec::with_capacity(owned.len());
         for &p in &owned {
             let committed = log.committed(&options.group, p)?;
-            positions.push(committed.unwrap_or(0).max(log.start_offset(p)));
+            positions.push(committed.unwrap_or(0).max(log.start_offset(p)?));
         }
         let mut summary = Summary::default();
         let mut epoch = 0u64;

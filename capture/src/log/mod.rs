@@ -97,3 +97,46 @@ pub trait EventLog: Send + Sync + 'static {
     /// Short name for logs and metrics (`"wal"`, `"kafka"`).
     fn name(&self) -> &'static str;
 }
+
+/// The reading side of the event log, as the dataflow uses it: random access by partition and
+/// offset, and committed positions per consumer group. Offsets are dense per partition.
+pub trait LogReader: Send + Sync + 'static {
+    /// Number of partitions.
+    fn partitions(&self) -> u32;
+
+    /// The oldest offset still stored in `partition` (retention may have removed older ones).
+    fn start_offset(&self, partition: u32) -> Result<u64, LogError>;
+
+    /// Up to `max_records` records of `partition` with offset `>= from_offset`, in order; empty
+    /// when there is nothing more yet. Reads that move forward from the previous read are the
+    /// fast path.
+    fn read(&self, partition: u32, from_offset: u64, max_records: usize) -> Result<Vec<StoredRecord>, LogError>;
+
+    /// The position committed by `group` for `partition` (the next offset to read), if any.
+    fn committed(&self, group: &str, partition: u32) -> Result<Option<u64>, LogError>;
+
+    /// Durably records that `group` has processed `partition` up to `next_offset` (exclusive).
+    fn commit(&self, group: &str, partition: u32, next_offset: u64) -> Result<(), LogError>;
+}
+
+impl LogReader for wal::Wal {
+    fn partitions(&self) -> u32 {
+        wal::Wal::partitions(self)
+    }
+
+    fn start_offset(&self, partition: u32) -> Result<u64, LogError> {
+        Ok(wal::Wal::start_offset(self, partition))
+    }
+
+    fn read(&self, partition: u32, from_offset: u64, max_records: usize) -> Result<Vec<StoredRecord>, LogError> {
+        wal::Wal::read(self, partition, from_offset, max_records)
+    }
+
+    fn committed(&self, group: &str, partition: u32) -> Result<Option<u64>, LogError> {
+        wal::Wal::committed(self, group, partition)
+    }
+
+    fn commit(&self, group: &str, partition: u32, next_offset: u64) -> Result<(), LogError> {
+        wal::Wal::commit(self, group, partition, next_offset)
+    }
+}
