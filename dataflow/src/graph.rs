@@ -36,6 +36,19 @@ pub struct Options {
     pub group: String,
     /// Pause when a round found nothing to read.
     pub idle_wait: Duration,
+    /// Run as one process of a timely cluster (`None`: this process alone).
+    pub cluster: Option<Cluster>,
+}
+
+/// This process's place in a timely cluster. Every process runs `workers` threads; worker
+/// indexes and partition ownership (`p % (processes × workers)`) are global across processes, so
+/// with a shared log (Kafka) each partition is read by exactly one worker in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// This process's index in `addresses`.
+    pub process: usize,
+    /// `host:port` of every process, in process order (the same list on every process).
+    pub addresses: Vec<String>,
 }
 
 impl Default for Options {
@@ -45,6 +58,7 @@ impl Default for Options {
             batch_size: 1000,
             group: "dataflow".into(),
             idle_wait: Duration::from_millis(20),
+            cluster: None,
         }
     }
 }
@@ -119,7 +133,28 @@ fn retry_sink(what: &str, stop: &dyn Fn() -> bool, mut attempt: impl FnMut() -> 
 /// Runs the graph until `until`; returns the totals over all workers.
 pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary, DataflowError> {
     let workers = options.workers.max(1);
-    let config = timely::Config::process(workers);
+    let config = match &options.cluster {
+        None => timely::Config::process(workers),
+        Some(cluster) => {
+            if cluster.process >= cluster.addresses.len() {
+                return Err(DataflowError::Timely(format!(
+                    "process index {} is not below the number of processes ({})",
+                    cluster.process,
+                    cluster.addresses.len()
+                )));
+            }
+            timely::Config {
+                communication: timely::CommunicationConfig::Cluster {
+                    threads: workers,
+                    process: cluster.process,
+                    addresses: cluster.addresses.clone(),
+                    report: false,
+                    zerocopy: false,
+                },
+                worker: timely::WorkerConfig::default(),
+            }
+        }
+    };
     let guards = timely::execute(config, move |worker| {
         let index = worker.index();
         let peers = worker.peers();

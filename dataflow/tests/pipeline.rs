@@ -355,3 +355,37 @@ fn a_function_that_keeps_failing_is_disabled_and_can_be_re_enabled() {
     f.run(1);
     assert_eq!(f.stats.counters("flaky").failed, failed_while_enabled + 5);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn a_two_process_timely_cluster_processes_every_event_once() {
+    let f = Fixture::new(chain());
+    for chunk in 0..4 {
+        f.capture(TOKEN, generated(250, chunk * 250));
+    }
+    let addresses = vec![format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())];
+    let handles: Vec<_> = (0..2)
+        .map(|process| {
+            let pipeline = f.pipeline();
+            let addresses = addresses.clone();
+            std::thread::spawn(move || {
+                let options = Options {
+                    workers: 2,
+                    batch_size: 50,
+                    cluster: Some(hogpipe_dataflow::graph::Cluster { process, addresses }),
+                    ..Options::default()
+                };
+                run(pipeline, options, Until::CaughtUp).unwrap()
+            })
+        })
+        .collect();
+    let summaries: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(summaries.iter().map(|s| s.read).sum::<u64>(), 1000);
+    assert!(summaries.iter().all(|s| s.read > 0), "both processes did work: {summaries:?}");
+    let events = f.events();
+    let unique: std::collections::HashSet<_> = events.iter().map(|e| e.uuid.clone()).collect();
+    assert_eq!((events.len(), unique.len()), (900, 900), "every kept event exactly once");
+}

@@ -127,7 +127,13 @@ pub fn run_bench(args: PipelineBenchArgs) -> Result<()> {
     for (order, (id, source)) in TRANSFORMATIONS.iter().enumerate() {
         functions.push(spec(id, FunctionKind::Transformation, order as i32, source, None)?);
     }
-    functions.push(spec("pageviews", FunctionKind::Destination, 0, "return null", Some("return event == '$pageview'"))?);
+    functions.push(spec(
+        "pageviews",
+        FunctionKind::Destination,
+        0,
+        "return null",
+        Some("return event == '$pageview'"),
+    )?);
     let registry = Arc::new(Registry::new(functions));
     let mut rows = Vec::new();
     for (round, &workers) in args.workers.iter().enumerate() {
@@ -142,7 +148,8 @@ pub fn run_bench(args: PipelineBenchArgs) -> Result<()> {
             watcher: Arc::new(Watcher::new(HealthConfig { refill_per_second: 1e9, ..HealthConfig::default() })),
         };
         // A fresh consumer group per run, so each starts from the beginning of the log.
-        let options = Options { workers, batch_size: args.batch_size, group: format!("bench-{round}"), ..Options::default() };
+        let options =
+            Options { workers, batch_size: args.batch_size, group: format!("bench-{round}"), ..Options::default() };
         if !args.json {
             eprintln!("{workers} worker(s) …");
         }
@@ -166,7 +173,10 @@ pub fn run_bench(args: PipelineBenchArgs) -> Result<()> {
             .collect();
         println!("{}", serde_json::Value::Array(out));
     } else {
-        println!("{:>7} {:>10} {:>14} {:>12} {:>10} {:>10}", "workers", "seconds", "events/s", "µs/event/w", "kept", "routed");
+        println!(
+            "{:>7} {:>10} {:>14} {:>12} {:>10} {:>10}",
+            "workers", "seconds", "events/s", "µs/event/w", "kept", "routed"
+        );
         for (w, s, kept, routed) in &rows {
             println!(
                 "{:>7} {:>10.2} {:>14.0} {:>12.2} {:>10} {:>10}",

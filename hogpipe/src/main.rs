@@ -1,8 +1,8 @@
 //! The `hogpipe` binary: command line and wiring of the crates.
 
 mod bench_capture;
-mod bench_pipeline;
 mod bench_cli;
+mod bench_pipeline;
 mod config;
 mod functions;
 mod hog_cli;
