@@ -18,6 +18,7 @@ pub mod bench;
 pub mod bytecode;
 pub mod compiler;
 pub mod diagnostics;
+pub mod dict;
 pub mod memory;
 pub mod optimize;
 pub mod parser;

@@ -437,11 +437,16 @@ fn concat(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
 }
 
 fn lower(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
-    Ok(string_arg(args, 0)?.map(|s| Value::from(s.to_lowercase())).unwrap_or_default())
+    // ASCII (the common case) maps byte for byte, the same as the full Unicode mapping.
+    Ok(string_arg(args, 0)?
+        .map(|s| Value::from(if s.is_ascii() { s.to_ascii_lowercase() } else { s.to_lowercase() }))
+        .unwrap_or_default())
 }
 
 fn upper(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
-    Ok(string_arg(args, 0)?.map(|s| Value::from(s.to_uppercase())).unwrap_or_default())
+    Ok(string_arg(args, 0)?
+        .map(|s| Value::from(if s.is_ascii() { s.to_ascii_uppercase() } else { s.to_uppercase() }))
+        .unwrap_or_default())
 }
 
 fn reverse(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
