@@ -23,6 +23,7 @@ pub mod memory;
 pub mod optimize;
 pub mod parser;
 pub mod stdlib;
+pub mod text;
 pub mod value;
 pub mod vm;
 

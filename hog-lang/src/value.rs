@@ -9,73 +9,7 @@ use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::rc::Rc;
 
-/// An immutable, shared string one pointer wide (so a `Value` is 16 bytes). Made from a `String`
-/// without copying; derefs to `str`.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Text(Rc<String>);
-
-impl Text {
-    /// The address of the shared text (identity, for memory accounting).
-    pub fn as_ptr(&self) -> *const () {
-        Rc::as_ptr(&self.0) as *const ()
-    }
-}
-
-impl std::ops::Deref for Text {
-    type Target = str;
-    #[inline]
-    fn deref(&self) -> &str {
-        self.0.as_str()
-    }
-}
-
-impl std::borrow::Borrow<str> for Text {
-    fn borrow(&self) -> &str {
-        self
-    }
-}
-
-impl AsRef<str> for Text {
-    fn as_ref(&self) -> &str {
-        self
-    }
-}
-
-impl From<&str> for Text {
-    fn from(s: &str) -> Self {
-        Text(Rc::new(s.to_string()))
-    }
-}
-
-impl From<String> for Text {
-    fn from(s: String) -> Self {
-        Text(Rc::new(s))
-    }
-}
-
-impl From<&String> for Text {
-    fn from(s: &String) -> Self {
-        Text(Rc::new(s.clone()))
-    }
-}
-
-impl std::fmt::Display for Text {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self)
-    }
-}
-
-impl std::fmt::Debug for Text {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl serde::Serialize for Text {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self)
-    }
-}
+pub use crate::text::Text;
 
 /// A dict key. JavaScript's `Map` compares keys with SameValueZero: strings by content, numbers by
 /// value (with `NaN` equal to itself and `-0` equal to `0`).
