@@ -363,7 +363,8 @@ impl Arith {
 #[inline(always)]
 pub fn js_rem(a: f64, b: f64) -> f64 {
     const LIMIT: f64 = 9_007_199_254_740_992.0;
-    if a.fract() == 0.0 && b.fract() == 0.0 && a.abs() < LIMIT && b.abs() < LIMIT && b != 0.0 {
+    use crate::value::is_whole;
+    if is_whole(a) && is_whole(b) && a.abs() < LIMIT && b.abs() < LIMIT && b != 0.0 {
         let r = (a as i64) % (b as i64);
         if r == 0 && a.is_sign_negative() {
             return -0.0;

@@ -18,10 +18,12 @@ pub mod bench;
 pub mod bytecode;
 pub mod compiler;
 pub mod diagnostics;
+pub mod dict;
 pub mod memory;
 pub mod optimize;
 pub mod parser;
 pub mod stdlib;
+pub mod text;
 pub mod value;
 pub mod vm;
 

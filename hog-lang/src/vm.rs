@@ -763,7 +763,7 @@ impl Vm {
                     return Err(VmError::runtime("stack is empty, can not pop"));
                 }
                 let start = self.stack.len() - n;
-                let mut d = crate::value::Dict::with_capacity_and_hasher(n / 2, Default::default());
+                let mut d = crate::value::Dict::with_capacity(n / 2);
                 let mut it = self.stack.drain(start..);
                 while let (Some(k), Some(v)) = (it.next(), it.next()) {
                     let key = k.to_key().ok_or_else(|| {
@@ -1242,8 +1242,8 @@ impl Vm {
         let first = &chain[chain.len() - 1];
         if let Value::Dict(d) = &self.globals {
             let root = match first {
-                Value::Str(s) => d.borrow().get(&KeyRef::Str(s)).cloned(),
-                other => d.borrow().get(&KeyRef::Str(&other.to_js_string())).cloned(),
+                Value::Str(s) => d.borrow().get(KeyRef::Str(s)).cloned(),
+                other => d.borrow().get(KeyRef::Str(&other.to_js_string())).cloned(),
             };
             if let Some(mut v) = root {
                 for key in chain[..chain.len() - 1].iter().rev() {
@@ -1406,7 +1406,7 @@ fn op_name(op: &Op) -> String {
 pub fn get_property(obj: &Value, key: &Value) -> VmResult<Value> {
     Ok(match obj {
         Value::Dict(d) => match KeyRef::of(key) {
-            Some(k) => d.borrow().get(&k).cloned().unwrap_or_default(),
+            Some(k) => d.borrow().get(k).cloned().unwrap_or_default(),
             None => Value::Null,
         },
         Value::Array(a) | Value::Tuple(a) => match key {
@@ -1417,7 +1417,7 @@ pub fn get_property(obj: &Value, key: &Value) -> VmResult<Value> {
                     return Err(VmError::runtime("Hog arrays start from index 1"));
                 }
                 let idx = if n > 0.0 { n - 1.0 } else { a.len() as f64 + n };
-                if idx >= 0.0 && idx.fract() == 0.0 {
+                if idx >= 0.0 && crate::value::is_whole(idx) {
                     a.get(idx as usize).cloned().unwrap_or_default()
                 } else {
                     Value::Null
@@ -1470,7 +1470,7 @@ pub fn set_property(obj: &Value, key: &Value, value: Value) -> VmResult<usize> {
             Ok(if fresh { crate::memory::DICT_ENTRY } else { 0 })
         }
         Value::Array(a) | Value::Tuple(a) => match key {
-            Value::Number(n) if *n > 0.0 && n.fract() == 0.0 => {
+            Value::Number(n) if *n > 0.0 && crate::value::is_whole(*n) => {
                 let idx = (*n - 1.0) as usize;
                 let mut a = a.borrow_mut();
                 let mut grown = 0;

@@ -41,6 +41,17 @@ pub fn value_to_string(v: &Value) -> String {
 }
 
 fn to_string(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
+    if let Some(Value::Str(s)) = args.first() {
+        // Strings are immutable: the same text.
+        return Ok(Value::Str(s.clone()));
+    }
+    if let Some(Value::Number(n)) = args.first() {
+        let Ok(text) = crate::value::Text::build(|out| {
+            crate::value::push_number(out, *n);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        return Ok(Value::Str(text));
+    }
     if let Value::DateTime(d) = &arg(args, 0) {
         // PostHog's ISO text of an unusable date-time (NaN, out of range) is null.
         return Ok(super::dates::iso_string(d).map_or(Value::Null, Value::from));

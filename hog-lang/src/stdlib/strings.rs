@@ -412,36 +412,44 @@ fn string_arg(args: &[Value], i: usize) -> Result<Option<&str>, StdlibError> {
 }
 
 fn concat(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
-    // One allocation in the common case: strings and short numbers.
-    let capacity: usize = args
-        .iter()
-        .map(|a| match a {
-            Value::Str(s) => s.len(),
-            Value::Null => 0,
-            _ => 24,
-        })
-        .sum();
-    let mut out = String::with_capacity(capacity.min(MAX_BYTES));
-    for a in args {
-        match a {
-            Value::Null => {}
-            Value::Str(s) => out.push_str(s),
-            Value::Number(n) => crate::value::push_number(&mut out, *n),
-            other => out.push_str(&value_to_string(other)),
+    // Built in the reused scratch buffer: one allocation for the result.
+    let text = crate::value::Text::build(|out| {
+        for a in args {
+            match a {
+                Value::Null => {}
+                Value::Str(s) => out.push_str(s),
+                Value::Number(n) => crate::value::push_number(out, *n),
+                other => out.push_str(&value_to_string(other)),
+            }
+            if out.len() > MAX_BYTES {
+                return Err(too_large());
+            }
         }
-        if out.len() > MAX_BYTES {
-            return Err(too_large());
-        }
+        Ok(())
+    })?;
+    Ok(Value::Str(text))
+}
+
+/// `s` with ASCII letters mapped by `ascii`, or through `full` when it is not ASCII.
+fn map_case(s: &str, ascii: fn(&mut str), full: fn(&str) -> String) -> Value {
+    if !s.is_ascii() {
+        return Value::from(full(s));
     }
-    Ok(Value::from(out))
+    let Ok(text) = crate::value::Text::build(|out| {
+        out.push_str(s);
+        ascii(out.as_mut_str());
+        Ok::<(), std::convert::Infallible>(())
+    });
+    Value::Str(text)
 }
 
 fn lower(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
-    Ok(string_arg(args, 0)?.map(|s| Value::from(s.to_lowercase())).unwrap_or_default())
+    // ASCII (the common case) maps byte for byte, the same as the full Unicode mapping.
+    Ok(string_arg(args, 0)?.map(|s| map_case(s, str::make_ascii_lowercase, str::to_lowercase)).unwrap_or_default())
 }
 
 fn upper(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
-    Ok(string_arg(args, 0)?.map(|s| Value::from(s.to_uppercase())).unwrap_or_default())
+    Ok(string_arg(args, 0)?.map(|s| map_case(s, str::make_ascii_uppercase, str::to_uppercase)).unwrap_or_default())
 }
 
 fn reverse(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {

@@ -1,0 +1,228 @@
+//! `Text`: Hog's immutable, shared string, one pointer wide (so a `Value` is 16 bytes) and one
+//! allocation (a reference count and the length, then the bytes), where `Rc<String>` takes two.
+//!
+//! Strings are created constantly (`concat`, f-strings, `lower`, JSON keys), so halving their
+//! allocations shows on every string-heavy program. The unsafe code is this file: the layout is
+//! fixed by `layout`, the bytes are copied from a `&str` (valid UTF-8) and never change, and the
+//! allocation is freed when the last clone is dropped.
+
+use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
+use std::cell::{Cell, RefCell};
+use std::ptr::NonNull;
+
+#[repr(C)]
+struct Header {
+    count: Cell<usize>,
+    len: usize,
+}
+
+/// An immutable shared string; derefs to `str`. Not `Send`: the count is not atomic.
+pub struct Text(NonNull<Header>);
+
+const HEADER: usize = std::mem::size_of::<Header>();
+
+fn layout(len: usize) -> Layout {
+    match Layout::from_size_align(HEADER + len, std::mem::align_of::<Header>()) {
+        Ok(l) if len <= isize::MAX as usize - HEADER => l,
+        _ => panic!("string of {len} bytes is too large"),
+    }
+}
+
+impl Text {
+    /// The address of the shared text (identity, for memory accounting).
+    pub fn as_ptr(&self) -> *const () {
+        self.0.as_ptr() as *const ()
+    }
+
+    fn new(s: &str) -> Text {
+        let layout = layout(s.len());
+        // SAFETY: the layout is non-zero sized (it holds the header); the header is written
+        // before use, then `len` bytes are copied right after it, inside the allocation.
+        unsafe {
+            let p = alloc(layout) as *mut Header;
+            let Some(p) = NonNull::new(p) else { handle_alloc_error(layout) };
+            p.as_ptr().write(Header { count: Cell::new(1), len: s.len() });
+            std::ptr::copy_nonoverlapping(s.as_ptr(), (p.as_ptr() as *mut u8).add(HEADER), s.len());
+            Text(p)
+        }
+    }
+
+    /// Builds a text in a reused scratch buffer, then copies it into its one allocation (so a
+    /// string built piece by piece costs one allocation, not a growing `String` and a copy).
+    pub fn build<E>(f: impl FnOnce(&mut String) -> Result<(), E>) -> Result<Text, E> {
+        thread_local! {
+            static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        // Taken, not borrowed: a nested `build` simply starts from an empty buffer.
+        let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        buf.clear();
+        let r = f(&mut buf).map(|()| Text::new(&buf));
+        if buf.capacity() <= 1 << 16 {
+            SCRATCH.with(|s| *s.borrow_mut() = buf);
+        }
+        r
+    }
+}
+
+impl Clone for Text {
+    #[inline]
+    fn clone(&self) -> Self {
+        // SAFETY: the header lives as long as any clone.
+        let count = unsafe { &self.0.as_ref().count };
+        let n = count.get().wrapping_add(1);
+        if n == 0 {
+            std::process::abort();
+        }
+        count.set(n);
+        Text(self.0)
+    }
+}
+
+impl Drop for Text {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: this clone keeps the header alive.
+        let count = unsafe { &self.0.as_ref().count };
+        let n = count.get() - 1;
+        count.set(n);
+        if n == 0 {
+            self.free();
+        }
+    }
+}
+
+impl Text {
+    /// Frees the allocation once the last clone goes (out of line, like `Rc::drop_slow`).
+    #[inline(never)]
+    fn free(&mut self) {
+        // SAFETY: the count reached zero, so no other clone exists; the allocation is freed
+        // with the layout it was made with.
+        unsafe {
+            let len = self.0.as_ref().len;
+            dealloc(self.0.as_ptr() as *mut u8, layout(len));
+        }
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    #[inline]
+    fn deref(&self) -> &str {
+        // SAFETY: `len` bytes of valid UTF-8 follow the header and never change.
+        unsafe {
+            let p = self.0.as_ptr();
+            let bytes = std::slice::from_raw_parts((p as *const u8).add(HEADER), (*p).len);
+            std::str::from_utf8_unchecked(bytes)
+        }
+    }
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text::new("")
+    }
+}
+
+impl PartialEq for Text {
+    #[inline]
+    fn eq(&self, other: &Text) -> bool {
+        self.0 == other.0 || **self == **other
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialOrd for Text {
+    fn partial_cmp(&self, other: &Text) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Text {
+    fn cmp(&self, other: &Text) -> std::cmp::Ordering {
+        (**self).cmp(&**other)
+    }
+}
+
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state)
+    }
+}
+
+impl std::borrow::Borrow<str> for Text {
+    fn borrow(&self) -> &str {
+        self
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        self
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Self {
+        Text::new(s)
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        Text::new(&s)
+    }
+}
+
+impl From<&String> for Text {
+    fn from(s: &String) -> Self {
+        Text::new(s)
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl serde::Serialize for Text {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_compares_and_frees() {
+        let a = Text::from("héllo");
+        let b = a.clone();
+        assert_eq!(&*b, "héllo");
+        assert_eq!(a.as_ptr(), b.as_ptr());
+        assert_eq!(a, Text::from(String::from("héllo")));
+        assert!(Text::from("a") < Text::from("b"));
+        drop(a);
+        assert_eq!(b.len(), 6);
+        assert_eq!(&*Text::default(), "");
+        let built = Text::build(|s| {
+            s.push('x');
+            let inner = Text::build(|t| {
+                t.push('y');
+                Ok::<(), ()>(())
+            })?;
+            s.push_str(&inner);
+            Ok::<(), ()>(())
+        });
+        assert_eq!(built.as_deref(), Ok("xy"));
+        assert_eq!(std::mem::size_of::<Text>(), 8);
+    }
+}
