@@ -1,5 +1,6 @@
 //! The `hogpipe` binary: command line and wiring of the crates.
 
+mod alloc;
 mod bench_capture;
 mod bench_cli;
 mod bench_pipeline;
@@ -13,7 +14,7 @@ use clap::{Parser, Subcommand};
 /// mimalloc: per-event work allocates and frees many small values; glibc's allocator spends more
 /// time consolidating than the VM spends running (measured with `hogpipe bench hog`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: alloc::Allocator = alloc::Allocator;
 use std::process::ExitCode;
 
 /// hogpipe: PostHog's data plane in one fast binary.
