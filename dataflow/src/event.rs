@@ -1,6 +1,7 @@
 //! Events as the dataflow carries them, and their conversion to and from Hog values.
 
-use hog_lang::value::{from_json, Key};
+use hog_lang::stdlib::json::parse_json;
+use hog_lang::value::{from_json, Dict, Key, KeyRef};
 use hog_lang::Value;
 use hogpipe_capture::event::{format_time, resolve_timestamp, CapturedEvent};
 use serde::{Deserialize, Serialize};
@@ -183,5 +184,153 @@ fn key_text(k: &Key) -> String {
     match k.as_ref_str() {
         Some(s) => s.to_string(),
         None => k.to_value().to_js_string(),
+    }
+}
+
+/// An event inside a worker: its Hog form (the `event` global), built once from the log record and
+/// handed from function to function without going back through JSON.
+pub struct HogEvent {
+    /// Project (team) id.
+    pub team_id: u64,
+    /// Client IP as captured.
+    pub ip: String,
+    /// `{uuid, event, distinct_id, properties, elements_chain, timestamp, url}`.
+    pub value: Value,
+}
+
+fn text_of(d: &Dict, key: &str) -> Option<String> {
+    match d.get(KeyRef::Str(key)) {
+        Some(Value::Str(s)) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+impl HogEvent {
+    /// Parses a captured record's `data` straight into Hog values.
+    pub fn from_captured(captured: &CapturedEvent, team_id: u64) -> Result<HogEvent, EventError> {
+        let data = parse_json(&captured.data).map_err(EventError::Record)?;
+        let Value::Dict(cell) = &data else {
+            return Err(EventError::Data { uuid: captured.uuid.clone() });
+        };
+        let d = cell.borrow();
+        // The few fields the event time depends on, for PostHog's clock-skew rules.
+        let mut time_fields = Map::new();
+        for key in ["timestamp", "offset"] {
+            if let Some(v) = d.get(KeyRef::Str(key)) {
+                time_fields.insert(key.to_string(), to_json(v));
+            }
+        }
+        let properties = match d.get(KeyRef::Str("properties")) {
+            Some(p @ Value::Dict(_)) => p.clone(),
+            _ => Value::dict(Dict::default()),
+        };
+        if let Value::Dict(props) = &properties {
+            let props_ref = props.borrow();
+            if let Some(v) = props_ref.get(KeyRef::Str("$ignore_sent_at")) {
+                time_fields.insert("properties".into(), serde_json::json!({"$ignore_sent_at": to_json(v)}));
+            }
+        }
+        if let Value::Dict(props) = &properties {
+            let mut props_mut = props.borrow_mut();
+            for key in ["$set", "$set_once"] {
+                if let Some(v) = d.get(KeyRef::Str(key)) {
+                    if !props_mut.contains_key(KeyRef::Str(key)) {
+                        props_mut.insert(Key::str(key), v.clone());
+                    }
+                }
+            }
+        }
+        let timestamp = format_time(resolve_timestamp(captured, &Json::Object(time_fields)));
+        let value = Value::dict_from([
+            ("uuid", Value::from(captured.uuid.as_str())),
+            ("event", Value::from(text_of(&d, "event").unwrap_or_default())),
+            ("distinct_id", Value::from(captured.distinct_id.as_str())),
+            ("properties", properties),
+            ("elements_chain", Value::from(text_of(&d, "elements_chain").unwrap_or_default())),
+            ("timestamp", Value::from(timestamp)),
+            ("url", Value::from(format!("/project/{team_id}/events/{}", captured.uuid))),
+        ]);
+        drop(d);
+        Ok(HogEvent { team_id, ip: captured.ip.clone(), value })
+    }
+
+    /// A field of the event dict as text.
+    pub fn text(&self, key: &str) -> String {
+        match &self.value {
+            Value::Dict(d) => text_of(&d.borrow(), key).unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
+    /// The `properties` dict (shared, not copied).
+    pub fn properties(&self) -> Value {
+        match &self.value {
+            Value::Dict(d) => d.borrow().get(KeyRef::Str("properties")).cloned().unwrap_or(Value::Null),
+            _ => Value::Null,
+        }
+    }
+
+    /// Replaces the event with what a transformation returned (a dict); the uuid stays.
+    pub fn set_result(&mut self, result: Value) -> Result<(), EventError> {
+        let Value::Dict(cell) = &result else {
+            return Err(EventError::NotAnEvent(result.type_name().to_string()));
+        };
+        let uuid = self.text("uuid");
+        cell.borrow_mut().insert(Key::str("uuid"), Value::from(uuid));
+        self.value = result;
+        Ok(())
+    }
+
+    /// The event for sinks (the one conversion back to JSON).
+    pub fn to_event(&self) -> Event {
+        let mut json = match to_json(&self.value) {
+            Json::Object(m) => m,
+            _ => Map::new(),
+        };
+        let take = |m: &mut Map<String, Json>, k: &str| match m.remove(k) {
+            Some(Json::String(s)) => s,
+            _ => String::new(),
+        };
+        Event {
+            uuid: take(&mut json, "uuid"),
+            team_id: self.team_id,
+            event: take(&mut json, "event"),
+            distinct_id: take(&mut json, "distinct_id"),
+            properties: match json.remove("properties") {
+                Some(Json::Object(p)) => p,
+                _ => Map::new(),
+            },
+            timestamp: take(&mut json, "timestamp"),
+            elements_chain: take(&mut json, "elements_chain"),
+            ip: self.ip.clone(),
+        }
+    }
+}
+
+/// Deepest nesting copied by [`deep_copy`]; deeper values are shared, not copied.
+const MAX_COPY_DEPTH: usize = 100;
+
+/// A copy of `value` sharing nothing mutable with it (arrays and dicts are copied), so a function
+/// that fails half-way leaves the original untouched.
+pub fn deep_copy(value: &Value) -> Value {
+    copy_at(value, 0)
+}
+
+fn copy_at(value: &Value, depth: usize) -> Value {
+    if depth > MAX_COPY_DEPTH {
+        return value.clone();
+    }
+    match value {
+        Value::Array(items) => Value::array(items.borrow().iter().map(|v| copy_at(v, depth + 1)).collect()),
+        Value::Tuple(items) => Value::tuple(items.borrow().iter().map(|v| copy_at(v, depth + 1)).collect()),
+        Value::Dict(d) => {
+            let d = d.borrow();
+            let mut out = Dict::with_capacity(d.len());
+            for (k, v) in d.iter() {
+                out.insert(k.clone(), copy_at(v, depth + 1));
+            }
+            Value::dict(out)
+        }
+        other => other.clone(),
     }
 }

@@ -171,38 +171,30 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
             Rc::new(RefCell::new(Runner::new(Arc::new(by_id), pipeline.stats.clone(), pipeline.watcher.clone())));
         let batch_failed = Rc::new(Cell::new(false));
         let written = Rc::new(Cell::new(0u64));
-        let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<Event>>> = InputHandle::new();
+        let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<(u64, CapturedEvent)>>> = InputHandle::new();
         let probe = ProbeHandle::new();
 
         worker.dataflow::<u64, _, _>(|scope| {
             let r = runner.clone();
-            let transformed = input.to_stream(scope).flat_map(move |event: Event| r.borrow_mut().transform(event));
             let events_sink = pipeline.events.clone();
-            let (failed, count, stop) = (batch_failed.clone(), written.clone(), stopped.clone());
-            let r = runner.clone();
-            transformed
-                .clone()
-                .inspect_core(move |item| {
-                    if let Ok((_, batch)) = item {
-                        if !retry_sink("event", &stop, || events_sink.write(batch)) {
-                            failed.set(true);
-                        }
-                        count.set(count.get() + batch.len() as u64);
-                    }
-                })
-                .probe_with(&probe);
             let invocations_sink = pipeline.invocations.clone();
-            let (failed, stop) = (batch_failed.clone(), stopped.clone());
-            transformed
-                .flat_map(move |event: Event| {
-                    let routed = r.borrow_mut().route(&event);
-                    routed.into_iter().map(move |id| (id, event.clone())).collect::<Vec<_>>()
-                })
+            let (failed, count, stop) = (batch_failed.clone(), written.clone(), stopped.clone());
+            input
+                .to_stream(scope)
+                .flat_map(move |(team, captured): (u64, CapturedEvent)| r.borrow_mut().process(team, &captured))
                 .inspect_core(move |item| {
-                    if let Ok((_, batch)) = item {
-                        if !retry_sink("invocation", &stop, || invocations_sink.invoke(batch)) {
-                            failed.set(true);
-                        }
+                    let Ok((_, batch)) = item else { return };
+                    let events: Vec<&Event> = batch.iter().map(|(e, _)| e).collect();
+                    if !retry_sink("event", &stop, || events_sink.write(&events)) {
+                        failed.set(true);
+                    }
+                    count.set(count.get() + events.len() as u64);
+                    let invocations: Vec<(&str, &Event)> =
+                        batch.iter().flat_map(|(e, ids)| ids.iter().map(move |id| (id.as_str(), e))).collect();
+                    if !invocations.is_empty()
+                        && !retry_sink("invocation", &stop, || invocations_sink.invoke(&invocations))
+                    {
+                        failed.set(true);
                     }
                 })
                 .probe_with(&probe);
@@ -235,10 +227,9 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
                 for record in records {
                     next[i] = record.offset + 1;
                     summary.read += 1;
-                    let event = CapturedEvent::from_json(&record.value).ok().and_then(|c| {
-                        let project = pipeline.projects.get(&c.token)?;
-                        Event::from_captured(&c, project.id).ok()
-                    });
+                    let event = CapturedEvent::from_json(&record.value)
+                        .ok()
+                        .and_then(|c| Some((pipeline.projects.get(&c.token)?.id, c)));
                     match event {
                         Some(e) => batch.push(e),
                         None => summary.skipped += 1,

@@ -12,7 +12,9 @@ use hog_lang::vm::Limits;
 use hog_lang::{Chunk, Host, Outcome, Value, Vm};
 use serde_json::Value as Json;
 
-use crate::event::{Event, Project};
+use hogpipe_capture::event::CapturedEvent;
+
+use crate::event::{deep_copy, Event, HogEvent, Project};
 use crate::functions::{FunctionCounters, FunctionKind, FunctionSet, FunctionSpec, LogLine, SharedStats};
 use crate::health::{Usage, Watcher};
 
@@ -149,9 +151,9 @@ impl Runner {
         ])
     }
 
-    fn globals(&self, event: &Event, f: &Compiled) -> Value {
+    fn globals(&self, event: &HogEvent, f: &Compiled) -> Value {
         Value::dict_from([
-            ("event", event.to_hog()),
+            ("event", deep_copy(&event.value)),
             ("person", Value::Null),
             ("groups", Value::dict_from([])),
             ("project", self.project_value(event.team_id)),
@@ -160,14 +162,15 @@ impl Runner {
         ])
     }
 
-    fn filter_globals(event: &Event) -> Value {
+    fn filter_globals(event: &HogEvent) -> Value {
+        let field = |k: &str| Value::from(event.text(k));
         Value::dict_from([
-            ("event", Value::from(event.event.as_str())),
-            ("uuid", Value::from(event.uuid.as_str())),
-            ("distinct_id", Value::from(event.distinct_id.as_str())),
-            ("timestamp", Value::from(event.timestamp.as_str())),
-            ("elements_chain", Value::from(event.elements_chain.as_str())),
-            ("properties", from_json(&Json::Object(event.properties.clone()))),
+            ("event", field("event")),
+            ("uuid", field("uuid")),
+            ("distinct_id", field("distinct_id")),
+            ("timestamp", field("timestamp")),
+            ("elements_chain", field("elements_chain")),
+            ("properties", event.properties()),
             ("person", Value::dict_from([("properties", Value::dict_from([]))])),
         ])
     }
@@ -191,6 +194,9 @@ impl Runner {
     }
 
     fn note(&mut self, id: &str, uuid: &str, error: Option<&str>) {
+        if self.host.lines.is_empty() && self.host.dropped == 0 && error.is_none() {
+            return;
+        }
         let lines = self.logs.entry(id.to_string()).or_default();
         for line in self.host.lines.drain(..) {
             lines.push(LogLine { level: "info", event_uuid: uuid.to_string(), message: line });
@@ -210,24 +216,47 @@ impl Runner {
         }
     }
 
-    /// Runs the project's transformation chain; `None` when a transformation dropped the event.
+    /// Runs the project's transformation chain and routing on one captured event: `None` when
+    /// a transformation dropped it, else the event and the destinations whose filter matched.
     /// A failing transformation is logged and counted; the event goes on unchanged.
-    pub fn transform(&mut self, event: Event) -> Option<Event> {
-        let team = event.team_id;
-        let Some(chain) = self.transformations.remove(&team) else { return Some(event) };
-        let mut current = Some(event);
-        for f in &chain {
+    pub fn process(&mut self, team: u64, captured: &CapturedEvent) -> Option<(Event, Vec<String>)> {
+        let mut event = match HogEvent::from_captured(captured, team) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(uuid = %captured.uuid, error = %e, "skipping an event that cannot be read");
+                return None;
+            }
+        };
+        if let Some(chain) = self.transformations.remove(&team) {
+            let kept = self.transform(&chain, &mut event);
+            self.transformations.insert(team, chain);
+            if !kept {
+                return None;
+            }
+        }
+        let routed = self.route(&event);
+        Some((event.to_event(), routed))
+    }
+
+    /// Returns false when a transformation dropped the event.
+    fn transform(&mut self, chain: &[Compiled], event: &mut HogEvent) -> bool {
+        for f in chain {
             if self.disabled.contains(&f.id) {
                 continue;
             }
-            let Some(event) = current.take() else { break };
             let started = Instant::now();
+            let uuid = event.text("uuid");
             let outcome = match (&f.chunk, &f.broken) {
                 (Some(chunk), _) => {
-                    let globals = self.globals(&event, f);
-                    self.invoke(chunk, globals).and_then(|v| event.with_result(&v).map_err(|e| e.to_string()))
+                    let globals = self.globals(event, f);
+                    self.invoke(chunk, globals)
                 }
                 (None, broken) => Err(broken.clone().unwrap_or_else(|| "no bytecode".into())),
+            };
+            let outcome = match outcome {
+                Ok(Value::Null) => Ok(false),
+                Ok(v) => event.set_result(v).map(|()| true).map_err(|e| e.to_string()),
+                Err(e) => Err(e),
             };
             let took = started.elapsed();
             self.charge(&f.id, took, outcome.is_err());
@@ -235,27 +264,27 @@ impl Runner {
             c.invocations += 1;
             c.micros += took.as_micros() as u64;
             match outcome {
-                Ok(next) => {
+                Ok(kept) => {
                     c.succeeded += 1;
-                    if next.is_none() {
+                    if !kept {
                         c.dropped += 1;
                     }
-                    self.note(&f.id, &event.uuid, None);
-                    current = next;
+                    self.note(&f.id, &uuid, None);
+                    if !kept {
+                        return false;
+                    }
                 }
                 Err(message) => {
                     c.failed += 1;
-                    self.note(&f.id, &event.uuid, Some(&message));
-                    current = Some(event);
+                    self.note(&f.id, &uuid, Some(&message));
                 }
             }
         }
-        self.transformations.insert(team, chain);
-        current
+        true
     }
 
     /// The enabled destinations of the event's project whose filter matches it.
-    pub fn route(&mut self, event: &Event) -> Vec<String> {
+    fn route(&mut self, event: &HogEvent) -> Vec<String> {
         let Some(destinations) = self.destinations.remove(&event.team_id) else { return Vec::new() };
         let mut matched = Vec::new();
         for d in &destinations {
@@ -285,7 +314,8 @@ impl Runner {
                 }
                 Err(message) => {
                     c.failed += 1;
-                    self.note(&d.id, &event.uuid, Some(&format!("filter failed: {message}")));
+                    let uuid = event.text("uuid");
+                    self.note(&d.id, &uuid, Some(&format!("filter failed: {message}")));
                 }
             }
         }

@@ -21,13 +21,13 @@ pub struct SinkError {
 /// Takes processed events (the warehouse writer, live aggregates, files).
 pub trait EventSink: Send + Sync + 'static {
     /// Stores a batch durably (or fails, and nothing is committed).
-    fn write(&self, events: &[Event]) -> Result<(), SinkError>;
+    fn write(&self, events: &[&Event]) -> Result<(), SinkError>;
 }
 
 /// Takes events routed to destinations, as `(function id, event)`.
 pub trait InvocationSink: Send + Sync + 'static {
     /// Queues a batch of invocations durably.
-    fn invoke(&self, invocations: &[(String, Event)]) -> Result<(), SinkError>;
+    fn invoke(&self, invocations: &[(&str, &Event)]) -> Result<(), SinkError>;
 }
 
 /// Discards everything (when nothing is configured).
@@ -35,13 +35,13 @@ pub trait InvocationSink: Send + Sync + 'static {
 pub struct NullSink;
 
 impl EventSink for NullSink {
-    fn write(&self, _events: &[Event]) -> Result<(), SinkError> {
+    fn write(&self, _events: &[&Event]) -> Result<(), SinkError> {
         Ok(())
     }
 }
 
 impl InvocationSink for NullSink {
-    fn invoke(&self, _invocations: &[(String, Event)]) -> Result<(), SinkError> {
+    fn invoke(&self, _invocations: &[(&str, &Event)]) -> Result<(), SinkError> {
         Ok(())
     }
 }
@@ -78,13 +78,13 @@ impl JsonLinesSink {
 }
 
 impl EventSink for JsonLinesSink {
-    fn write(&self, events: &[Event]) -> Result<(), SinkError> {
+    fn write(&self, events: &[&Event]) -> Result<(), SinkError> {
         self.append(events)
     }
 }
 
 impl InvocationSink for JsonLinesSink {
-    fn invoke(&self, invocations: &[(String, Event)]) -> Result<(), SinkError> {
+    fn invoke(&self, invocations: &[(&str, &Event)]) -> Result<(), SinkError> {
         self.append(invocations)
     }
 }

@@ -138,7 +138,11 @@ impl Fixture {
 
 fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
     match std::fs::read_to_string(path) {
-        Ok(text) => text.lines().map(|l| serde_json::from_str(l).unwrap()).collect(),
+        // Only complete lines: the sink may be writing the next one.
+        Ok(text) => {
+            let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+            complete.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        }
         Err(_) => Vec::new(),
     }
 }

@@ -333,6 +333,12 @@ fn hog_object(d: &Dict) -> Option<Value> {
     None
 }
 
+/// Parses JSON text straight into Hog values (objects become dicts in key order; numbers are
+/// doubles), without an intermediate `serde_json::Value`. For hosts that hand JSON to functions.
+pub fn parse_json(text: &str) -> Result<Value, serde_json::Error> {
+    parse(text, false)
+}
+
 /// Parses JSON text into Hog values.
 fn parse(text: &str, hog_objects: bool) -> Result<Value, serde_json::Error> {
     parse_strict(text, hog_objects).or_else(|e| {

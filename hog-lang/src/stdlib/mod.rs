@@ -21,7 +21,7 @@ mod encoding;
 mod errors;
 mod hog_written;
 mod ip;
-mod json;
+pub mod json;
 mod logic;
 mod math;
 mod print;
