@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub mod kafka;
+pub mod kafka_reader;
 pub mod wal;
 
 /// One record to append. The key decides the partition (`token:distinct_id` for events, so one
