@@ -5,16 +5,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use hogpipe_capture::log::kafka::{KafkaConfig, KafkaLog};
 use hogpipe_capture::log::wal::{Wal, WalConfig};
 use hogpipe_capture::log::EventLog;
 use hogpipe_capture::server::{app, CaptureState, StaticTokens};
 
+use hogpipe_capture::log::kafka_reader::{KafkaReader, KafkaReaderConfig};
+use hogpipe_capture::log::LogReader;
 use hogpipe_dataflow::event::Project as DfProject;
 use hogpipe_dataflow::functions::{FunctionStats, Registry};
-use hogpipe_dataflow::graph::{run as run_dataflow, Options, Pipeline, Summary, Until};
+use hogpipe_dataflow::graph::{run as run_dataflow, Cluster, Options, Pipeline, Summary, Until};
 use hogpipe_dataflow::health::{HealthConfig, Watcher};
 use hogpipe_dataflow::sink::{EventSink, InvocationSink, JsonLinesSink, NullSink};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +39,32 @@ pub struct ServeArgs {
     /// Address to listen on (default 0.0.0.0).
     #[arg(long)]
     pub host: Option<String>,
+    /// Cluster mode: the number of hogpipe processes running the dataflow together (needs Kafka).
+    #[arg(long, requires_all = ["process", "hostfile"])]
+    pub processes: Option<usize>,
+    /// Cluster mode: this process's index, 0-based.
+    #[arg(long, requires = "processes")]
+    pub process: Option<usize>,
+    /// Cluster mode: a file with one `host:port` per process (in process order) for the dataflow's
+    /// own connections between processes.
+    #[arg(long, requires = "processes")]
+    pub hostfile: Option<PathBuf>,
+}
+
+fn cluster_from_args(args: &ServeArgs) -> Result<Option<Cluster>> {
+    let (Some(processes), Some(process), Some(hostfile)) = (args.processes, args.process, &args.hostfile) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(hostfile).with_context(|| format!("cannot read {}", hostfile.display()))?;
+    let addresses: Vec<String> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string).collect();
+    if addresses.len() != processes {
+        bail!("{}: {} addresses for --processes {processes}", hostfile.display(), addresses.len());
+    }
+    if process >= processes {
+        bail!("--process {process} must be below --processes {processes}");
+    }
+    Ok(Some(Cluster { process, addresses }))
 }
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -94,17 +122,29 @@ pub fn run(args: ServeArgs) -> Result<()> {
 
     let config_base =
         args.config.as_ref().and_then(|p| p.parent().map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("."));
-    let dataflow = match &wal {
-        Some(wal) if config.dataflow.enabled => {
-            Some(start_dataflow(&config, &config_base, &data_dir, &projects, wal.clone())?)
-        }
-        Some(_) => None,
-        None => {
-            eprintln!(
-                "hogpipe: dataflow: off (reading events from Kafka is not built yet; capture still produces to Kafka)"
-            );
-            None
-        }
+    let cluster = cluster_from_args(&args)?;
+    if cluster.is_some() && config.log.backend != LogBackend::Kafka {
+        bail!("cluster mode (--processes/--process/--hostfile) needs a shared log: set [log] backend = \"kafka\"");
+    }
+    let dataflow = if !config.dataflow.enabled {
+        eprintln!("hogpipe: dataflow: off ([dataflow] enabled = false)");
+        None
+    } else {
+        let reader: Arc<dyn LogReader> = match &wal {
+            Some(wal) => wal.clone(),
+            None => {
+                let k = &config.log.kafka;
+                let reader = KafkaReader::new(KafkaReaderConfig {
+                    brokers: k.brokers.clone(),
+                    topic: k.topic.clone(),
+                    properties: k.properties.clone(),
+                    ..KafkaReaderConfig::default()
+                })
+                .with_context(|| format!("cannot read topic {} from Kafka at {}", k.topic, k.brokers))?;
+                Arc::new(reader)
+            }
+        };
+        Some(start_dataflow(&config, &config_base, &data_dir, &projects, reader, cluster)?)
     };
     #[cfg(unix)]
     if let (Some(df), Some(path)) = (&dataflow, args.config.clone()) {
@@ -167,7 +207,8 @@ fn start_dataflow(
     base: &std::path::Path,
     data_dir: &std::path::Path,
     projects: &[crate::config::Project],
-    wal: Arc<Wal>,
+    log: Arc<dyn LogReader>,
+    cluster: Option<Cluster>,
 ) -> Result<RunningDataflow> {
     let functions = compile_all(config, base)?;
     let registry = Arc::new(Registry::new(functions));
@@ -192,7 +233,7 @@ fn start_dataflow(
         None => Arc::new(NullSink),
     };
     let pipeline = Pipeline {
-        log: wal,
+        log,
         registry: registry.clone(),
         projects: Arc::new(
             projects.iter().map(|p| (p.token.clone(), DfProject { id: p.id, name: p.name.clone() })).collect(),
@@ -202,7 +243,7 @@ fn start_dataflow(
         stats: Arc::new(FunctionStats::default()),
         watcher: Arc::new(Watcher::new(HealthConfig::default())),
     };
-    let mut options = Options { batch_size: config.dataflow.batch_size.max(1), ..Options::default() };
+    let mut options = Options { batch_size: config.dataflow.batch_size.max(1), cluster, ..Options::default() };
     if let Some(w) = config.dataflow.workers {
         options.workers = w.max(1);
     }

@@ -128,3 +128,77 @@ fn consume(brokers: &str, topic: &str, partitions: i32, expected: usize) -> Vec<
     assert!(extra.is_none(), "unexpected extra message in {topic}");
     out
 }
+
+fn start(config: &std::path::Path, data: &std::path::Path, extra: &[&str]) -> (Server, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hogpipe"))
+        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let server = Server(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("hogpipe: capture listening on http://").map(str::to_string))
+        .expect("the server prints its address");
+    std::thread::spawn(move || for _ in lines {});
+    (server, addr)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn uuids_in(path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["uuid"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn a_two_process_cluster_over_kafka_processes_every_event_once() {
+    let cluster = MockCluster::new(1).expect("start the mock cluster");
+    cluster.create_topic("events_plugin_ingestion", 4, 1).unwrap();
+    cluster.create_topic("events_plugin_ingestion_historical", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let hostfile = dir.path().join("hosts");
+    std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port())).unwrap();
+    let config = dir.path().join("hogpipe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[log]\nbackend = \"kafka\"\n[log.kafka]\nbrokers = \"{brokers}\"\n[dataflow]\nworkers = 1\nevents_file = \"events.jsonl\"\n\
+             [[projects]]\nid = 1\ntoken = \"{TOKEN}\"\n[[functions]]\nid = \"t\"\nproject = 1\ntype = \"transformation\"\n\
+             hog = \"let e := event\\ne.properties.seen := true\\nreturn e\"\n"
+        ),
+    )
+    .unwrap();
+    let host = hostfile.to_str().unwrap();
+    let (_a, addr) = start(&config, &dir.path().join("a"), &["--processes", "2", "--process", "0", "--hostfile", host]);
+    let (_b, _) = start(&config, &dir.path().join("b"), &["--processes", "2", "--process", "1", "--hostfile", host]);
+    for round in 0..4 {
+        let batch: Vec<Value> = (0..50)
+            .map(|i| json!({"event": "e", "distinct_id": format!("u{i}"), "uuid": format!("00000000-0000-4000-8000-{:012}", round * 50 + i)}))
+            .collect();
+        assert_eq!(post(&addr, "/batch", &json!({"api_key": TOKEN, "batch": batch}).to_string()).0, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (a, b) = loop {
+        let a = uuids_in(&dir.path().join("a/events.jsonl"));
+        let b = uuids_in(&dir.path().join("b/events.jsonl"));
+        if a.len() + b.len() >= 200 || Instant::now() > deadline {
+            break (a, b);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!a.is_empty() && !b.is_empty(), "both processes worked: {} and {}", a.len(), b.len());
+    let all: std::collections::HashSet<_> = a.iter().chain(&b).collect();
+    assert_eq!((a.len() + b.len(), all.len()), (200, 200), "every event exactly once across the cluster");
+}
