@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hogpipe_capture::event::CapturedEvent;
-use hogpipe_capture::log::LogReader;
+use hogpipe_capture::log::{LogError, LogReader};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Inspect, Probe};
@@ -200,10 +200,38 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
                 .probe_with(&probe);
         });
 
+        // Log errors end a bounded run; a server keeps retrying (a broker restart must not stop
+        // the pipeline), with backoff, until it works or the server stops.
+        let persistent = matches!(until, Until::Stopped(_));
+        let retry = |what: &str, attempt: &mut dyn FnMut() -> Result<(), LogError>| -> Result<bool, DataflowError> {
+            let mut wait = Duration::from_millis(100);
+            loop {
+                match attempt() {
+                    Ok(()) => return Ok(true),
+                    Err(e) if persistent => {
+                        tracing::warn!(error = %e, "event log: {what} failed; retrying in {wait:?}");
+                        if stopped() {
+                            return Ok(false);
+                        }
+                        std::thread::sleep(wait);
+                        wait = (wait * 2).min(Duration::from_secs(10));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
         let mut positions: Vec<u64> = Vec::with_capacity(owned.len());
         for &p in &owned {
-            let committed = log.committed(&options.group, p)?;
-            positions.push(committed.unwrap_or(0).max(log.start_offset(p)?));
+            let mut position = 0;
+            let ok = retry("reading the committed position", &mut || {
+                let committed = log.committed(&options.group, p)?;
+                position = committed.unwrap_or(0).max(log.start_offset(p)?);
+                Ok(())
+            })?;
+            if !ok {
+                return Ok(Summary::default());
+            }
+            positions.push(position);
         }
         let mut summary = Summary::default();
         let mut epoch = 0u64;
@@ -222,20 +250,37 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
             runner.borrow_mut().refresh_health();
             let mut next = positions.clone();
             let mut batch = Vec::new();
+            let mut read_failed = false;
+            let (mut round_read, mut round_skipped) = (0u64, 0u64);
             for (i, &p) in owned.iter().enumerate() {
-                let records = log.read(p, positions[i], options.batch_size)?;
+                let records = match log.read(p, positions[i], options.batch_size) {
+                    Ok(records) => records,
+                    Err(e) if persistent => {
+                        tracing::warn!(error = %e, partition = p, "event log: read failed; retrying");
+                        read_failed = true;
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 for record in records {
                     next[i] = record.offset + 1;
-                    summary.read += 1;
+                    round_read += 1;
                     let event = CapturedEvent::from_json(&record.value)
                         .ok()
                         .and_then(|c| Some((pipeline.projects.get(&c.token)?.id, c)));
                     match event {
                         Some(e) => batch.push(e),
-                        None => summary.skipped += 1,
+                        None => round_skipped += 1,
                     }
                 }
             }
+            if read_failed {
+                // Nothing of this round was sent: read it again after a pause.
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+            summary.read += round_read;
+            summary.skipped += round_skipped;
             let idle = next == positions;
             if idle && matches!(until, Until::CaughtUp) {
                 break;
@@ -254,8 +299,8 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
                 break;
             }
             for (i, &p) in owned.iter().enumerate() {
-                if next[i] != positions[i] {
-                    log.commit(&options.group, p, next[i])?;
+                if next[i] != positions[i] && !retry("commit", &mut || log.commit(&options.group, p, next[i]))? {
+                    break;
                 }
             }
             positions = next;

@@ -393,3 +393,74 @@ fn a_two_process_timely_cluster_processes_every_event_once() {
     let unique: std::collections::HashSet<_> = events.iter().map(|e| e.uuid.clone()).collect();
     assert_eq!((events.len(), unique.len()), (900, 900), "every kept event exactly once");
 }
+
+/// A log that fails some reads and commits, as a broker restart would.
+struct Flaky {
+    inner: Arc<Wal>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Flaky {
+    fn trip(&self) -> Result<(), hogpipe_capture::log::LogError> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % 10 == 3 {
+            Err(hogpipe_capture::log::LogError::Unavailable("broker restarting".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl hogpipe_capture::log::LogReader for Flaky {
+    fn partitions(&self) -> u32 {
+        self.inner.partitions()
+    }
+    fn start_offset(&self, p: u32) -> Result<u64, hogpipe_capture::log::LogError> {
+        Ok(self.inner.start_offset(p))
+    }
+    fn read(
+        &self,
+        p: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<hogpipe_capture::log::StoredRecord>, hogpipe_capture::log::LogError> {
+        self.trip()?;
+        self.inner.read(p, from, max)
+    }
+    fn committed(&self, group: &str, p: u32) -> Result<Option<u64>, hogpipe_capture::log::LogError> {
+        self.trip()?;
+        self.inner.committed(group, p)
+    }
+    fn commit(&self, group: &str, p: u32, next: u64) -> Result<(), hogpipe_capture::log::LogError> {
+        self.trip()?;
+        self.inner.commit(group, p, next)
+    }
+}
+
+#[test]
+fn a_server_rides_out_log_errors() {
+    let f = Fixture::new(chain());
+    f.capture(TOKEN, generated(500, 0));
+    let mut pipeline = f.pipeline();
+    pipeline.log = Arc::new(Flaky { inner: f.wal.clone(), calls: Default::default() });
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let options =
+                Options { workers: 2, batch_size: 20, idle_wait: Duration::from_millis(5), ..Options::default() };
+            run(pipeline, options, Until::Stopped(stop))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while f.events().len() < 450 {
+        assert!(Instant::now() < deadline, "only {} of 450 events arrived", f.events().len());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let summary = handle.join().unwrap().expect("log errors do not end a server's run");
+    let events = f.events();
+    let unique: std::collections::HashSet<_> = events.iter().map(|e| e.uuid.clone()).collect();
+    assert_eq!(unique.len(), 450, "every kept event arrived");
+    assert!(summary.read >= 500);
+}
