@@ -38,6 +38,8 @@ pub struct Options {
     pub idle_wait: Duration,
     /// Run as one process of a timely cluster (`None`: this process alone).
     pub cluster: Option<Cluster>,
+    /// Least time between two commits of the read positions (and always on the way out).
+    pub commit_interval: Duration,
 }
 
 /// This process's place in a timely cluster. Every process runs `workers` threads; worker
@@ -59,6 +61,7 @@ impl Default for Options {
             group: "dataflow".into(),
             idle_wait: Duration::from_millis(20),
             cluster: None,
+            commit_interval: Duration::from_millis(200),
         }
     }
 }
@@ -233,6 +236,19 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
             }
             positions.push(position);
         }
+        let mut committed = positions.clone();
+        let mut last_commit = std::time::Instant::now();
+        let commit = |positions: &[u64], committed: &mut Vec<u64>| -> Result<bool, DataflowError> {
+            for (i, &p) in owned.iter().enumerate() {
+                if positions[i] != committed[i] {
+                    if !retry("commit", &mut || log.commit(&options.group, p, positions[i]))? {
+                        return Ok(false);
+                    }
+                    committed[i] = positions[i];
+                }
+            }
+            Ok(true)
+        };
         let mut summary = Summary::default();
         let mut epoch = 0u64;
         loop {
@@ -298,15 +314,21 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
                 // A sink gave up (shutting down): do not commit; the batch is read again next time.
                 break;
             }
-            for (i, &p) in owned.iter().enumerate() {
-                if next[i] != positions[i] && !retry("commit", &mut || log.commit(&options.group, p, next[i]))? {
+            positions = next;
+            // Commit what the sinks took, at most every `commit_interval` (each commit is a
+            // durable write): a crash replays at most that much.
+            if positions != committed && last_commit.elapsed() >= options.commit_interval {
+                if !commit(&positions, &mut committed)? {
                     break;
                 }
+                last_commit = std::time::Instant::now();
             }
-            positions = next;
             if idle {
                 std::thread::sleep(options.idle_wait);
             }
+        }
+        if positions != committed && !batch_failed.get() {
+            commit(&positions, &mut committed)?;
         }
         summary.written = written.get();
         Ok::<Summary, DataflowError>(summary)

@@ -42,6 +42,9 @@ pub struct CaptureBenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Keep the dataflow running in the started server (by default it is off, to measure capture alone).
+    #[arg(long)]
+    with_dataflow: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,12 +103,13 @@ impl Drop for Server {
     }
 }
 
-fn start_server(token: &str) -> Result<(Server, String)> {
+fn start_server(token: &str, with_dataflow: bool) -> Result<(Server, String)> {
     let dir = std::env::temp_dir().join(format!("hogpipe-bench-capture-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("hogpipe.toml");
-    std::fs::write(&config, format!("[[projects]]\nid = 1\ntoken = \"{token}\"\n"))?;
+    let dataflow = if with_dataflow { "" } else { "[dataflow]\nenabled = false\n" };
+    std::fs::write(&config, format!("{dataflow}[[projects]]\nid = 1\ntoken = \"{token}\"\n"))?;
     let exe = std::env::current_exe().context("cannot find the hogpipe executable")?;
     let mut child = Command::new(exe)
         .args(["serve", "--host", "127.0.0.1", "--port", "0", "--config"])
@@ -338,7 +342,7 @@ pub fn run(args: CaptureBenchArgs) -> Result<()> {
         }
         None => {
             let token = crate::config::random_secret("phc_");
-            let (server, address) = start_server(&token)?;
+            let (server, address) = start_server(&token, args.with_dataflow)?;
             (Some(server), address, token)
         }
     };
