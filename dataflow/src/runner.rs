@@ -258,11 +258,7 @@ impl Runner {
                 Ok(v) => event.set_result(v).map(|()| true).map_err(|e| e.to_string()),
                 Err(e) => Err(e),
             };
-            let took = started.elapsed();
-            self.charge(&f.id, took, outcome.is_err());
-            let c = self.counters.entry(f.id.clone()).or_default();
-            c.invocations += 1;
-            c.micros += took.as_micros() as u64;
+            let c = self.account(&f.id, started.elapsed(), outcome.is_err());
             match outcome {
                 Ok(kept) => {
                     c.succeeded += 1;
@@ -297,11 +293,7 @@ impl Runner {
                 (Some(filter), None) => self.invoke(filter, Self::filter_globals(event)).map(|v| v.truthy()),
                 (None, None) => Ok(true),
             };
-            let took = started.elapsed();
-            self.charge(&d.id, took, outcome.is_err());
-            let c = self.counters.entry(d.id.clone()).or_default();
-            c.invocations += 1;
-            c.micros += took.as_micros() as u64;
+            let c = self.account(&d.id, started.elapsed(), outcome.is_err());
             match outcome {
                 Ok(true) => {
                     c.succeeded += 1;
@@ -321,6 +313,15 @@ impl Runner {
         }
         self.destinations.insert(event.team_id, destinations);
         matched
+    }
+
+    /// Counts one invocation (and its cost for the health watcher); returns its counters.
+    fn account(&mut self, id: &str, took: std::time::Duration, failed: bool) -> &mut FunctionCounters {
+        self.charge(id, took, failed);
+        let c = self.counters.entry(id.to_string()).or_default();
+        c.invocations += 1;
+        c.micros += took.as_micros() as u64;
+        c
     }
 
     fn charge(&mut self, id: &str, took: std::time::Duration, failed: bool) {

@@ -54,23 +54,7 @@ fn serve_produces_captured_events_to_kafka() {
         format!("[log]\nbackend = \"kafka\"\n[log.kafka]\nbrokers = \"{brokers}\"\n[[projects]]\nid = 1\ntoken = \"{TOKEN}\"\n"),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hogpipe"))
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let server = Server(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("hogpipe: capture listening on http://").map(str::to_string))
-        .expect("the server prints its address");
-    std::thread::spawn(move || for _ in lines {});
+    let (server, addr) = start(&config, &dir.path().join("data"), &[]);
 
     let batch: Vec<Value> = (0..50)
         .map(|i| json!({"event": "kafka_event", "distinct_id": format!("u{}", i % 7), "properties": {"i": i}}))

@@ -10,9 +10,10 @@ const INVALID: u8 = 0xFF;
 const SKIP: u8 = 0xFE;
 const PAD: u8 = 0xFD;
 
-/// Value of each byte: 0..=63, or one of `INVALID`, `SKIP` (line breaks, tabs), `PAD`.
-static TABLE: [u8; 256] = {
-    let mut t = [INVALID; 256];
+/// A table mapping `A-Z`, `a-z`, `0-9` to 0..=61 and every other byte to `other` (the part of
+/// the base64 alphabet all variants share; callers add `+ / - _ =` as they read them).
+pub(super) const fn letters_and_digits(other: u8) -> [u8; 256] {
+    let mut t = [other; 256];
     let mut i = 0;
     while i < 26 {
         t[b'A' as usize + i] = i as u8;
@@ -24,6 +25,12 @@ static TABLE: [u8; 256] = {
         t[b'0' as usize + d] = 52 + d as u8;
         d += 1;
     }
+    t
+}
+
+/// Value of each byte: 0..=63, or one of `INVALID`, `SKIP` (line breaks, tabs), `PAD`.
+static TABLE: [u8; 256] = {
+    let mut t = letters_and_digits(INVALID);
     t[b'+' as usize] = 62;
     t[b'-' as usize] = 62;
     t[b' ' as usize] = 62;

@@ -16,25 +16,14 @@
 //! UTF-16, `limit` bytes of UTF-8, and the dictionary: 2 entries (16 bytes) per code read, where
 //! codes are fewer than both the output units and the input bits / 3.
 
-use super::b64::show_byte;
+use super::b64::{letters_and_digits, show_byte};
 use super::DecodeError;
 
 const INVALID: u8 = 0xFF;
 
 /// 6-bit value of each byte of the alphabet; `=` and ` ` as lz-string reads them.
 static TABLE: [u8; 256] = {
-    let mut t = [INVALID; 256];
-    let mut i = 0;
-    while i < 26 {
-        t[b'A' as usize + i] = i as u8;
-        t[b'a' as usize + i] = 26 + i as u8;
-        i += 1;
-    }
-    let mut d = 0;
-    while d < 10 {
-        t[b'0' as usize + d] = 52 + d as u8;
-        d += 1;
-    }
+    let mut t = letters_and_digits(INVALID);
     t[b'+' as usize] = 62;
     t[b' ' as usize] = 62;
     t[b'/' as usize] = 63;
