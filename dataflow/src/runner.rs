@@ -39,6 +39,9 @@ struct LogHost {
 }
 
 impl Host for LogHost {
+    fn overrides_stdlib(&self) -> bool {
+        false
+    }
     fn print(&mut self, line: &str) {
         if self.lines.len() < MAX_LOG_LINES_PER_INVOCATION {
             self.lines.push(line.to_string());

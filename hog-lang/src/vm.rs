@@ -138,6 +138,12 @@ pub trait Host {
     fn is_async(&self, name: &str) -> bool {
         stdlib::is_async(name)
     }
+    /// Whether this host may take over a standard-library name (through `has_function` or
+    /// `is_async`). Hosts that never do return false, and the VM then calls native functions
+    /// without asking about each call.
+    fn overrides_stdlib(&self) -> bool {
+        true
+    }
 }
 
 /// A host that collects printed lines.
@@ -150,6 +156,9 @@ pub struct CollectingHost {
 impl Host for CollectingHost {
     fn print(&mut self, line: &str) {
         self.lines.push(line.to_string());
+    }
+    fn overrides_stdlib(&self) -> bool {
+        false
     }
 }
 
@@ -1020,7 +1029,9 @@ impl Vm {
                 // and no host function (synchronous or async) overrides; `call_global` has the
                 // full lookup order.
                 if let Some(f) = native {
-                    if self.declared.is_empty() && !host.has_function(name) && !host.is_async(name) {
+                    if self.declared.is_empty()
+                        && (!host.overrides_stdlib() || (!host.has_function(name) && !host.is_async(name)))
+                    {
                         self.call_native(f, argc, chunk.version, false, host)?;
                         return Ok(Flow::Next);
                     }

@@ -62,6 +62,9 @@ impl Host for StdoutHost {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
     }
+    fn overrides_stdlib(&self) -> bool {
+        false
+    }
 }
 
 pub fn run(cmd: HogCommand) -> ExitCode {
