@@ -1,9 +1,7 @@
 //! The Kafka backend of the event log: [`KafkaLog`] appends records to Kafka topics through
 //! librdkafka (rdkafka's `FutureProducer`), configured as PostHog's capture configures its producer,
-//! and [`create_topics`] makes sure the topics exist.
-//!
-//! It owns producing and delivery acknowledgement only. Reading the topics back is the dataflow's
-//! job (a Kafka consumer group), and the WAL backend lives in [`super::wal`].
+//! and [`create_topics`] makes sure the topics exist. The dataflow reads the topic back through
+//! [`super::kafka_reader::KafkaReader`]; the WAL backend lives in [`super::wal`].
 //!
 //! Durability: the producer uses `acks=all` with the idempotent producer, so an append resolves
 //! with `Ok` only once every in-sync replica has the record and retries never duplicate or reorder
