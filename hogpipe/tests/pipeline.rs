@@ -177,7 +177,10 @@ fn kill_mid_stream_then_restart_loses_nothing_acknowledged() {
     for i in acknowledged.iter().filter(|i| *i % 10 != 9) {
         assert!(count.contains_key(i), "acknowledged event {i} never reached the sink");
     }
-    // The sink is at-least-once; replays only come from the last uncommitted batches.
-    let replayed = count.values().filter(|n| **n > 1).count();
-    assert!(replayed <= 2 * 8 * 64, "{replayed} events written more than once");
+    // The sink is at-least-once: only what the killed server processed after its last commit
+    // (at most 200 ms of work) is processed again, once, after the restart.
+    for (i, n) in &count {
+        assert!(*n <= 2, "event {i} written {n} times");
+        assert!(*n == 1 || *i < 1500, "event {i} of the second run was replayed");
+    }
 }
