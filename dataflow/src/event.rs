@@ -323,14 +323,39 @@ fn copy_at(value: &Value, depth: usize) -> Value {
     match value {
         Value::Array(items) => Value::array(items.borrow().iter().map(|v| copy_at(v, depth + 1)).collect()),
         Value::Tuple(items) => Value::tuple(items.borrow().iter().map(|v| copy_at(v, depth + 1)).collect()),
-        Value::Dict(d) => {
-            let d = d.borrow();
-            let mut out = Dict::with_capacity(d.len());
-            for (k, v) in d.iter() {
-                out.insert(k.clone(), copy_at(v, depth + 1));
-            }
-            Value::dict(out)
-        }
+        Value::Dict(d) => Value::dict(d.borrow().map_values(|v| copy_at(v, depth + 1))),
         other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_copy_shares_nothing_mutable() {
+        let inner = Value::array(vec![Value::from(1i64)]);
+        let big: Vec<(String, Value)> = (0..20).map(|i| (format!("k{i}"), Value::from(i as i64))).collect();
+        let mut large = Dict::default();
+        for (k, v) in &big {
+            large.insert(Key::str(k), v.clone());
+        }
+        let original =
+            Value::dict_from([("list", inner.clone()), ("large", Value::dict(large)), ("s", Value::from("x"))]);
+        let copy = deep_copy(&original);
+        assert_eq!(to_json(&copy), to_json(&original));
+        let Value::Dict(c) = &copy else { panic!() };
+        if let Some(Value::Array(a)) = c.borrow().get(KeyRef::Str("list")) {
+            a.borrow_mut().push(Value::from(2i64));
+        }
+        if let Some(Value::Dict(d)) = c.borrow().get(KeyRef::Str("large")) {
+            d.borrow_mut().insert(Key::str("k0"), Value::from("changed"));
+        }
+        assert_eq!(to_json(&original)["list"], serde_json::json!([1]));
+        assert_eq!(to_json(&original)["large"]["k0"], serde_json::json!(0));
+        assert_eq!(to_json(&copy)["large"]["k0"], serde_json::json!("changed"));
+        let keys: Vec<String> = to_json(&copy)["large"].as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys.len(), 20);
+        assert_eq!(keys[0], "k0", "order kept");
     }
 }
