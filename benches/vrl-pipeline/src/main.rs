@@ -136,7 +136,8 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut vrl = Vrl { program: compiled.program, runtime: Runtime::new(RuntimeState::default()), tz: TimeZone::default() };
+    let mut vrl =
+        Vrl { program: compiled.program, runtime: Runtime::new(RuntimeState::default()), tz: TimeZone::default() };
 
     let mut data = Vec::with_capacity(events * 400);
     for i in 0..events {
