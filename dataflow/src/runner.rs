@@ -196,10 +196,12 @@ impl Runner {
         result
     }
 
-    fn note(&mut self, id: &str, uuid: &str, error: Option<&str>) {
+    fn note(&mut self, id: &str, event: &HogEvent, error: Option<&str>) {
         if self.host.lines.is_empty() && self.host.dropped == 0 && error.is_none() {
             return;
         }
+        let uuid = event.text("uuid");
+        let uuid = uuid.as_str();
         let lines = self.logs.entry(id.to_string()).or_default();
         for line in self.host.lines.drain(..) {
             lines.push(LogLine { level: "info", event_uuid: uuid.to_string(), message: line });
@@ -248,7 +250,6 @@ impl Runner {
                 continue;
             }
             let started = Instant::now();
-            let uuid = event.text("uuid");
             let outcome = match (&f.chunk, &f.broken) {
                 (Some(chunk), _) => {
                     let globals = self.globals(event, f);
@@ -268,14 +269,14 @@ impl Runner {
                     if !kept {
                         c.dropped += 1;
                     }
-                    self.note(&f.id, &uuid, None);
+                    self.note(&f.id, event, None);
                     if !kept {
                         return false;
                     }
                 }
                 Err(message) => {
                     c.failed += 1;
-                    self.note(&f.id, &uuid, Some(&message));
+                    self.note(&f.id, event, Some(&message));
                 }
             }
         }
@@ -309,8 +310,7 @@ impl Runner {
                 }
                 Err(message) => {
                     c.failed += 1;
-                    let uuid = event.text("uuid");
-                    self.note(&d.id, &uuid, Some(&format!("filter failed: {message}")));
+                    self.note(&d.id, event, Some(&format!("filter failed: {message}")));
                 }
             }
         }
