@@ -100,8 +100,13 @@ pub struct RequestMeta<'a> {
     pub now: DateTime<Utc>,
     /// The `_` query parameter (client send time, ms).
     pub sent_at_ms: Option<i64>,
-    /// A token given in the query string (`token` or `api_key`), if any.
-    pub query_token: Option<&'a str>,
+}
+
+impl<'a> RequestMeta<'a> {
+    /// A request that arrived now on `kind` from `ip`, without a `_` send time.
+    pub fn new(kind: EndpointKind, ip: &'a str) -> RequestMeta<'a> {
+        RequestMeta { kind, ip, now: Utc::now(), sent_at_ms: None }
+    }
 }
 
 /// Why a payload was refused. [`CaptureError::status`] and [`CaptureError::code`] give the HTTP
@@ -389,7 +394,7 @@ pub fn parse_payload(json: &[u8], meta: &RequestMeta<'_>, limits: &ParseLimits) 
     }
     let now = format_time(meta.now);
     let sent_at = sent_at_text(sent_at_raw, meta);
-    let mut token: Option<String> = batch_token.or(meta.query_token.map(str::to_string));
+    let mut token: Option<String> = batch_token;
     let mut checked = Vec::with_capacity(events.len());
     for (i, raw) in events.iter().enumerate() {
         let at = || if single { "event".to_string() } else { format!("batch[{i}]") };

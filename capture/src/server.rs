@@ -468,6 +468,6 @@ fn prepare(req: &OwnedRequest, now: chrono::DateTime<Utc>) -> Result<ParsedBatch
         body: &req.body,
     };
     let decoded = decode::decode(encoded, &DecodeLimits { max_decoded_bytes: req.max_decoded })?;
-    let meta = RequestMeta { kind: req.kind, ip: &req.ip, now, sent_at_ms: decoded.sent_at_ms, query_token: None };
+    let meta = RequestMeta { kind: req.kind, ip: &req.ip, now, sent_at_ms: decoded.sent_at_ms };
     Ok(event::parse_payload(&decoded.json, &meta, &ParseLimits { max_event_bytes: req.max_event_bytes })?)
 }

@@ -1,7 +1,7 @@
 //! Events as the dataflow carries them, and their conversion to and from Hog values.
 
 use hog_lang::stdlib::json::parse_json;
-use hog_lang::value::{from_json, Dict, Key, KeyRef};
+use hog_lang::value::{Dict, Key, KeyRef};
 use hog_lang::Value;
 use hogpipe_capture::event::{format_time, resolve_timestamp, CapturedEvent};
 use serde::{Deserialize, Serialize};
@@ -54,89 +54,6 @@ pub enum EventError {
     /// A transformation returned something that is not an event.
     #[error("the transformation returned {0}, not an event dict or null")]
     NotAnEvent(String),
-}
-
-impl Event {
-    /// Builds an event from a captured record for the given project.
-    pub fn from_captured(captured: &CapturedEvent, team_id: u64) -> Result<Event, EventError> {
-        let data: Json = serde_json::from_str(&captured.data).map_err(EventError::Record)?;
-        let Json::Object(mut object) = data else {
-            return Err(EventError::Data { uuid: captured.uuid.clone() });
-        };
-        let timestamp = format_time(resolve_timestamp(captured, &Json::Object(object.clone())));
-        let mut properties = match object.remove("properties") {
-            Some(Json::Object(p)) => p,
-            _ => Map::new(),
-        };
-        for key in ["$set", "$set_once"] {
-            if let Some(value) = object.remove(key) {
-                properties.entry(key).or_insert(value);
-            }
-        }
-        let event = match object.remove("event") {
-            Some(Json::String(s)) => s,
-            _ => String::new(),
-        };
-        let elements_chain = match object.remove("elements_chain") {
-            Some(Json::String(s)) => s,
-            _ => String::new(),
-        };
-        Ok(Event {
-            uuid: captured.uuid.clone(),
-            team_id,
-            event,
-            distinct_id: captured.distinct_id.clone(),
-            properties,
-            timestamp,
-            elements_chain,
-            ip: captured.ip.clone(),
-        })
-    }
-
-    /// The `event` global as HOG.md describes it.
-    pub fn to_hog(&self) -> Value {
-        Value::dict_from([
-            ("uuid", Value::from(self.uuid.as_str())),
-            ("event", Value::from(self.event.as_str())),
-            ("distinct_id", Value::from(self.distinct_id.as_str())),
-            ("properties", from_json(&Json::Object(self.properties.clone()))),
-            ("elements_chain", Value::from(self.elements_chain.as_str())),
-            ("timestamp", Value::from(self.timestamp.as_str())),
-            ("url", Value::from(format!("/project/{}/events/{}", self.team_id, self.uuid))),
-        ])
-    }
-
-    /// Applies what a transformation returned: `null` drops the event; a dict replaces the event's
-    /// name, distinct id, properties, timestamp and elements chain (the uuid and project stay).
-    pub fn with_result(&self, result: &Value) -> Result<Option<Event>, EventError> {
-        let json = match result {
-            Value::Null => return Ok(None),
-            Value::Dict(_) => to_json(result),
-            other => return Err(EventError::NotAnEvent(other.type_name().to_string())),
-        };
-        let Json::Object(mut object) = json else {
-            return Err(EventError::NotAnEvent("a dict that is not an object".into()));
-        };
-        let mut out = self.clone();
-        if let Some(Json::String(s)) = object.remove("event") {
-            out.event = s;
-        }
-        if let Some(Json::String(s)) = object.remove("distinct_id") {
-            out.distinct_id = s;
-        }
-        match object.remove("properties") {
-            Some(Json::Object(p)) => out.properties = p,
-            Some(Json::Null) => out.properties = Map::new(),
-            _ => {}
-        }
-        if let Some(Json::String(s)) = object.remove("timestamp") {
-            out.timestamp = s;
-        }
-        if let Some(Json::String(s)) = object.remove("elements_chain") {
-            out.elements_chain = s;
-        }
-        Ok(Some(out))
-    }
 }
 
 /// Deepest nesting converted; deeper values become `null` (Hog values may even be cyclic).

@@ -62,13 +62,7 @@ impl Capture {
     /// Returns once the brokers acknowledged every event.
     fn events(&self, events: Vec<Value>) {
         let body = json!({"api_key": TOKEN, "batch": events}).to_string();
-        let meta = RequestMeta {
-            kind: EndpointKind::Events,
-            ip: "10.0.0.1",
-            now: chrono::Utc::now(),
-            sent_at_ms: None,
-            query_token: None,
-        };
+        let meta = RequestMeta::new(EndpointKind::Events, "10.0.0.1");
         let parsed = parse_payload(body.as_bytes(), &meta, &ParseLimits::default()).expect("parse the payload");
         self.runtime.block_on(async {
             tokio::time::timeout(HANG_LIMIT, self.log.append(parsed.records))

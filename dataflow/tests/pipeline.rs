@@ -90,13 +90,7 @@ impl Fixture {
 
     fn capture(&self, token: &str, events: Vec<Value>) {
         let body = json!({"api_key": token, "batch": events}).to_string();
-        let meta = RequestMeta {
-            kind: EndpointKind::Events,
-            ip: "10.0.0.1",
-            now: chrono::Utc::now(),
-            sent_at_ms: None,
-            query_token: None,
-        };
+        let meta = RequestMeta::new(EndpointKind::Events, "10.0.0.1");
         let parsed = parse_payload(body.as_bytes(), &meta, &ParseLimits::default()).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(self.wal.append(parsed.records)).unwrap();

@@ -96,13 +96,7 @@ fn fill(dir: &std::path::Path, n: usize) -> Result<Arc<Wal>> {
         let count = 1000.min(n - i);
         let batch: Vec<_> = (i..i + count).map(event).collect();
         let body = serde_json::json!({"api_key": TOKEN, "batch": batch}).to_string();
-        let meta = RequestMeta {
-            kind: EndpointKind::Events,
-            ip: "127.0.0.1",
-            now: chrono::Utc::now(),
-            sent_at_ms: None,
-            query_token: None,
-        };
+        let meta = RequestMeta::new(EndpointKind::Events, "127.0.0.1");
         let parsed = parse_payload(body.as_bytes(), &meta, &ParseLimits::default())
             .map_err(|e| anyhow::anyhow!("generated batch refused: {e}"))?;
         runtime.block_on(wal.append(parsed.records))?;
