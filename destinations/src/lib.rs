@@ -1,0 +1,18 @@
+//! Destinations: where routed events leave hogpipe.
+//!
+//! - [`template`]: destination templates as data (`templates/<id>.hog` + `<id>.toml`), their input
+//!   schemas, and rendering a function's inputs per event.
+//! - [`invoke`]: running one destination invocation (a Hog function that calls `fetch`), suspending
+//!   on every `fetch` and resuming with the response.
+//! - [`engine`]: the delivery engine that performs those requests (pooled connections, per-destination
+//!   concurrency and rate limits, retries with backoff, persisted queue, dead letters).
+//! - [`sinks`]: native sinks written in Rust (Kafka topic, rotated JSON-lines files, PostgreSQL
+//!   table, batched webhook).
+//!
+//! This crate does not decide which events reach a destination: the dataflow's routing does.
+#![warn(missing_docs)]
+
+pub mod engine;
+pub mod invoke;
+pub mod sinks;
+pub mod template;
