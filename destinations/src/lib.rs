@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod engine;
+pub mod http;
 pub mod invoke;
 pub mod sinks;
 pub mod template;
