@@ -133,6 +133,12 @@ fn retry_sink(what: &str, stop: &dyn Fn() -> bool, mut attempt: impl FnMut() -> 
     }
 }
 
+/// Makes everything the sinks took durable; false when the server stops before they could.
+fn flush_sinks(pipeline: &Pipeline, stop: &dyn Fn() -> bool) -> bool {
+    retry_sink("event", stop, || pipeline.events.flush())
+        && retry_sink("invocation", stop, || pipeline.invocations.flush())
+}
+
 /// Runs the graph until `until`; returns the totals over all workers.
 pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary, DataflowError> {
     let workers = options.workers.max(1);
@@ -316,9 +322,10 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
             }
             positions = next;
             // Commit what the sinks took, at most every `commit_interval` (each commit is a
-            // durable write): a crash replays at most that much.
+            // durable write): a crash replays at most that much. Sinks that buffer store their
+            // buffers first.
             if positions != committed && last_commit.elapsed() >= options.commit_interval {
-                if !commit(&positions, &mut committed)? {
+                if !flush_sinks(&pipeline, &stopped) || !commit(&positions, &mut committed)? {
                     break;
                 }
                 last_commit = std::time::Instant::now();
@@ -327,7 +334,7 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
                 std::thread::sleep(options.idle_wait);
             }
         }
-        if positions != committed && !batch_failed.get() {
+        if positions != committed && !batch_failed.get() && flush_sinks(&pipeline, &stopped) {
             commit(&positions, &mut committed)?;
         }
         summary.written = written.get();

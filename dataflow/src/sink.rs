@@ -19,15 +19,53 @@ pub struct SinkError {
 }
 
 /// Takes processed events (the warehouse writer, live aggregates, files).
+///
+/// `write` either stores the batch durably or keeps it in a buffer (a warehouse writer gathers
+/// rows into larger inserts); `flush` makes everything written so far durable. The dataflow calls
+/// `flush` before every commit of the read positions, so a buffered event is never committed
+/// before it is stored. Both may block to push back on the dataflow when the target is slow.
 pub trait EventSink: Send + Sync + 'static {
-    /// Stores a batch durably (or fails, and nothing is committed).
+    /// Takes a batch (or fails, and the dataflow retries it).
     fn write(&self, events: &[&Event]) -> Result<(), SinkError>;
+
+    /// Makes every event taken so far durable (nothing to do for sinks that do not buffer).
+    fn flush(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// Takes events routed to destinations, as `(function id, event)`.
 pub trait InvocationSink: Send + Sync + 'static {
-    /// Queues a batch of invocations durably.
+    /// Queues a batch of invocations (durably, or buffered until `flush`).
     fn invoke(&self, invocations: &[(&str, &Event)]) -> Result<(), SinkError>;
+
+    /// Makes every invocation taken so far durable.
+    fn flush(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Hands every batch to several event sinks in turn (the warehouse, files, native sinks).
+pub struct FanOut {
+    sinks: Vec<std::sync::Arc<dyn EventSink>>,
+}
+
+impl FanOut {
+    /// A sink writing to each of `sinks`.
+    pub fn new(sinks: Vec<std::sync::Arc<dyn EventSink>>) -> FanOut {
+        FanOut { sinks }
+    }
+}
+
+impl EventSink for FanOut {
+    fn write(&self, events: &[&Event]) -> Result<(), SinkError> {
+        // A retried batch reaches every sink again; sinks are idempotent by uuid or at-least-once.
+        self.sinks.iter().try_for_each(|s| s.write(events))
+    }
+
+    fn flush(&self) -> Result<(), SinkError> {
+        self.sinks.iter().try_for_each(|s| s.flush())
+    }
 }
 
 /// Discards everything (when nothing is configured).
