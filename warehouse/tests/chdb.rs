@@ -1,0 +1,89 @@
+//! The embedded backend: chDB (ClickHouse 26.x in-process), installed by scripts/install-chdb.sh.
+//! chDB keeps one storage path per process, so every test here shares one warehouse and uses its
+//! own team id.
+
+mod common;
+
+use std::sync::{Arc, OnceLock};
+
+use common::events;
+use hogpipe_dataflow::event::Event;
+use hogpipe_dataflow::sink::EventSink;
+use hogpipe_warehouse::schema::Dialect;
+use hogpipe_warehouse::writer::EventWriter;
+use hogpipe_warehouse::{Warehouse, WarehouseConfig};
+
+fn warehouse() -> Arc<Warehouse> {
+    static W: OnceLock<(tempfile::TempDir, Arc<Warehouse>)> = OnceLock::new();
+    W.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let config = WarehouseConfig { chdb_library: Some(common::chdb_library()), ..WarehouseConfig::default() };
+        let w = Warehouse::open(&config, dir.path()).expect("open chDB").expect("a warehouse");
+        (dir, w)
+    })
+    .1
+    .clone()
+}
+
+fn count(w: &Warehouse, sql: &str) -> u64 {
+    w.query(sql).expect(sql).scalar_u64().unwrap_or_else(|| panic!("{sql}: no count"))
+}
+
+#[test]
+fn events_land_with_every_field_and_duplicates_count_once() {
+    let w = warehouse();
+    assert_eq!(w.dialect(), Dialect::Modern, "chDB is ClickHouse {}", w.version());
+    let writer = EventWriter::new(w.clone(), 1000);
+    let evs = events(21, 2500);
+    let refs: Vec<&Event> = evs.iter().collect();
+    writer.write(&refs).unwrap();
+    writer.write(&refs[100..400]).unwrap();
+    writer.flush().unwrap();
+    assert_eq!(count(&w, "SELECT count() FROM events FINAL WHERE team_id = 21"), 2500);
+
+    let e = &evs[7];
+    let rows = w
+        .query(&format!(
+            "SELECT toString(uuid), team_id, event, distinct_id, properties, \
+             formatDateTime(timestamp, '%Y-%m-%dT%H:%i:%S.%fZ'), elements_chain \
+             FROM events FINAL WHERE uuid = toUUID('{}')",
+            e.uuid
+        ))
+        .unwrap();
+    assert_eq!(rows.results.len(), 1, "{rows:?}");
+    let r = &rows.results[0];
+    assert_eq!(r[0], e.uuid.as_str());
+    assert_eq!(r[1].to_string().trim_matches('"'), "21");
+    assert_eq!(r[2], e.event.as_str());
+    assert_eq!(r[3], e.distinct_id.as_str());
+    let props: serde_json::Value = serde_json::from_str(r[4].as_str().unwrap()).unwrap();
+    assert_eq!(props, serde_json::Value::Object(e.properties.clone()));
+    // Microseconds kept: the event's milliseconds then three zeros.
+    assert_eq!(r[5].as_str().unwrap(), format!("{}000Z", &e.timestamp[..23]));
+    assert_eq!(r[6], e.elements_chain.as_str());
+    assert_eq!(
+        count(&w, "SELECT count() FROM events FINAL WHERE team_id = 21 AND JSONExtractString(properties, '$browser') = 'Safari'"),
+        833
+    );
+    // The same query text as on 18.16 works here too.
+    assert_eq!(
+        count(&w, "SELECT count() FROM events FINAL WHERE team_id = 21 AND visitParamExtractString(properties, '$browser') = 'Safari'"),
+        833
+    );
+}
+
+#[test]
+fn migrations_are_recorded_once() {
+    let w = warehouse();
+    assert_eq!(count(&w, "SELECT count() FROM hogpipe_migrations"), 4);
+    assert_eq!(count(&w, "SELECT max(version) FROM hogpipe_migrations"), 4);
+}
+
+#[test]
+fn a_bad_statement_is_a_clear_error_not_a_crash() {
+    let w = warehouse();
+    let err = w.query("SELECT nosuchcolumn FROM events").unwrap_err();
+    assert!(err.to_string().contains("nosuchcolumn"), "{err}");
+    // The connection is still usable.
+    assert_eq!(count(&w, "SELECT 1"), 1);
+}
