@@ -9,12 +9,12 @@
 set -euo pipefail
 
 install() {
-  if ! command -v clickhouse-server >/dev/null 2>&1; then
+  if ! command -v clickhouse-server >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
     echo "clickhouse.sh: installing Debian's clickhouse-server" >&2
     local sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q clickhouse-server >&2 \
-      || { $sudo apt-get update -q >&2 && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q clickhouse-server >&2; }
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q clickhouse-server curl >&2 \
+      || { $sudo apt-get update -q >&2 && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q clickhouse-server curl >&2; }
   fi
 }
 

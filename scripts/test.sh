@@ -17,6 +17,11 @@ export HOGPIPE_REQUIRE_ORACLE=1
 step "installing the PostHog SDKs for the end-to-end tests"
 scripts/install-sdks.sh
 
+step "installing the warehouse backends (chDB, Debian's clickhouse-server)"
+HOGPIPE_CHDB_LIB="$(scripts/install-chdb.sh)"
+export HOGPIPE_CHDB_LIB
+scripts/clickhouse.sh install
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

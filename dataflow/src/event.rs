@@ -74,7 +74,8 @@ fn to_json_at(value: &Value, depth: usize) -> Json {
         Value::Null => Json::Null,
         Value::Bool(b) => Json::Bool(*b),
         Value::Number(n) => {
-            if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
+            // Whole numbers print without a fraction, as JavaScript prints them (to 2^63).
+            if n.fract() == 0.0 && n.abs() < 9.223_372_036_854_775e18 {
                 Json::from(*n as i64)
             } else {
                 serde_json::Number::from_f64(*n).map_or(Json::Null, Json::Number)

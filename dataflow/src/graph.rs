@@ -40,6 +40,9 @@ pub struct Options {
     pub cluster: Option<Cluster>,
     /// Least time between two commits of the read positions (and always on the way out).
     pub commit_interval: Duration,
+    /// When told to stop, keep processing what is already in the log for up to this long, so a
+    /// clean shutdown leaves nothing accepted but unprocessed.
+    pub drain: Duration,
 }
 
 /// This process's place in a timely cluster. Every process runs `workers` threads; worker
@@ -62,6 +65,7 @@ impl Default for Options {
             idle_wait: Duration::from_millis(20),
             cluster: None,
             commit_interval: Duration::from_millis(200),
+            drain: Duration::from_secs(10),
         }
     }
 }
@@ -257,9 +261,14 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
         };
         let mut summary = Summary::default();
         let mut epoch = 0u64;
+        let mut drain_until: Option<std::time::Instant> = None;
         loop {
             if stopped() {
-                break;
+                // Drain: finish what is in the log (the idle check below ends the loop), within bounds.
+                let until = *drain_until.get_or_insert_with(|| std::time::Instant::now() + options.drain);
+                if std::time::Instant::now() >= until {
+                    break;
+                }
             }
             let set = pipeline.registry.snapshot();
             if set.version != runner.borrow().version() {
@@ -304,7 +313,7 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
             summary.read += round_read;
             summary.skipped += round_skipped;
             let idle = next == positions;
-            if idle && matches!(until, Until::CaughtUp) {
+            if idle && (matches!(until, Until::CaughtUp) || stopped()) {
                 break;
             }
             for e in batch {

@@ -30,6 +30,9 @@ pub struct Config {
     /// Hog functions (transformations and destinations).
     #[serde(default)]
     pub functions: Vec<FunctionEntry>,
+    /// The warehouse (embedded chDB by default).
+    #[serde(default)]
+    pub warehouse: hogpipe_warehouse::WarehouseConfig,
 }
 
 /// `[dataflow]`

@@ -7,6 +7,7 @@ mod bench_pipeline;
 mod config;
 mod functions;
 mod hog_cli;
+mod query_cli;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,8 @@ enum Command {
     },
     /// Run hogpipe: capture endpoints and the event log (embedded by default).
     Serve(serve::ServeArgs),
+    /// Run one SQL query on the warehouse and print the rows as JSON.
+    Query(query_cli::QueryArgs),
     /// Measure speed: `hogpipe bench hog` times the Hog VM on the benchmark programs.
     Bench {
         #[command(subcommand)]
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Hog { command } => hog_cli::run(command),
         Command::Bench { command } => bench_cli::run(command),
+        Command::Query(args) => query_cli::run(args),
         Command::Serve(args) => match serve::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -18,7 +18,9 @@ use hogpipe_dataflow::event::Project as DfProject;
 use hogpipe_dataflow::functions::{FunctionStats, Registry};
 use hogpipe_dataflow::graph::{run as run_dataflow, Cluster, Options, Pipeline, Summary, Until};
 use hogpipe_dataflow::health::{HealthConfig, Watcher};
-use hogpipe_dataflow::sink::{EventSink, InvocationSink, JsonLinesSink, NullSink};
+use hogpipe_dataflow::sink::{EventSink, FanOut, InvocationSink, JsonLinesSink, NullSink};
+use hogpipe_warehouse::writer::EventWriter;
+use hogpipe_warehouse::Warehouse;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::{projects_or_generate, Config, LogBackend};
@@ -126,6 +128,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if cluster.is_some() && config.log.backend != LogBackend::Kafka {
         bail!("cluster mode (--processes/--process/--hostfile) needs a shared log: set [log] backend = \"kafka\"");
     }
+    let warehouse = Warehouse::open(&config.warehouse, &data_dir).context("cannot open the warehouse")?;
+    match &warehouse {
+        Some(w) => eprintln!("hogpipe: warehouse: {} (ClickHouse {})", w.backend().describe(), w.version()),
+        None => eprintln!("hogpipe: warehouse: off ([warehouse] backend = \"none\")"),
+    }
     let dataflow = if !config.dataflow.enabled {
         eprintln!("hogpipe: dataflow: off ([dataflow] enabled = false)");
         None
@@ -144,7 +151,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 Arc::new(reader)
             }
         };
-        Some(start_dataflow(&config, &config_base, &data_dir, &projects, reader, cluster)?)
+        Some(start_dataflow(&config, &config_base, &data_dir, &projects, reader, cluster, warehouse.clone())?)
     };
     #[cfg(unix)]
     if let (Some(df), Some(path)) = (&dataflow, args.config.clone()) {
@@ -209,6 +216,7 @@ fn start_dataflow(
     projects: &[crate::config::Project],
     log: Arc<dyn LogReader>,
     cluster: Option<Cluster>,
+    warehouse: Option<Arc<Warehouse>>,
 ) -> Result<RunningDataflow> {
     let functions = compile_all(config, base)?;
     let registry = Arc::new(Registry::new(functions));
@@ -224,9 +232,17 @@ fn start_dataflow(
             None => Ok(None),
         }
     };
-    let events: Arc<dyn EventSink> = match open(&config.dataflow.events_file)? {
-        Some(s) => s,
-        None => Arc::new(NullSink),
+    let mut event_sinks: Vec<Arc<dyn EventSink>> = Vec::new();
+    if let Some(w) = warehouse {
+        event_sinks.push(Arc::new(EventWriter::new(w, config.warehouse.max_rows)));
+    }
+    if let Some(file) = open(&config.dataflow.events_file)? {
+        event_sinks.push(file);
+    }
+    let events: Arc<dyn EventSink> = match event_sinks.len() {
+        0 => Arc::new(NullSink),
+        1 => event_sinks.remove(0),
+        _ => Arc::new(FanOut::new(event_sinks)),
     };
     let invocations: Arc<dyn InvocationSink> = match open(&config.dataflow.invocations_file)? {
         Some(s) => s,

@@ -14,7 +14,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use common::{
-    by_uuid, parse_metrics, read_log, repo_root, run_with_timeout, write_config, Http, Server, TempDir, HANG,
+    by_uuid, parse_metrics, query, read_log, repo_root, run_with_timeout, write_config, ClickHouse, Http, Server,
+    TempDir, HANG,
 };
 use serde_json::{json, Map, Value};
 
@@ -150,11 +151,25 @@ fn drive(sdk: Sdk, server: &Server, token: &str, run: &str, gzip: bool, historic
     Run { version, sent }
 }
 
-/// Runs one SDK configuration end to end and checks the log.
+/// Runs one SDK configuration end to end and checks the log and the warehouse (embedded chDB,
+/// or the ClickHouse server when `clickhouse` is given).
 fn sdk_round_trip(sdk: Sdk, gzip: bool, historical: bool) {
+    sdk_round_trip_into(sdk, gzip, historical, None)
+}
+
+fn sdk_round_trip_into(sdk: Sdk, gzip: bool, historical: bool, clickhouse: Option<&ClickHouse>) {
     let dir = TempDir::new(&format!("sdk-{}", sdk.lib()));
     let token = format!("phc_{}_{}", sdk.lib().replace('-', "_"), uuid::Uuid::new_v4().simple());
-    let config = write_config(dir.path(), &[(7, &token)], "");
+    let extra = match clickhouse {
+        Some(ch) => format!(
+            "[warehouse]\nbackend = \"clickhouse\"\nurls = [\"{}\"]\ndatabase = \"sdk_{}\"\n",
+            ch.url,
+            uuid::Uuid::new_v4().simple()
+        ),
+        None => String::new(),
+    };
+    let config = write_config(dir.path(), &[(7, &token)], &extra);
+    let started = std::time::SystemTime::now();
     let data_dir = dir.path().join("data");
     let server = Server::start(&config, &data_dir);
     let run_name =
@@ -227,11 +242,67 @@ fn sdk_round_trip(sdk: Sdk, gzip: bool, historical: bool) {
         assert_eq!(props.get("$lib"), Some(&json!(sdk.lib())), "{what}");
         assert_eq!(props.get("$lib_version"), Some(&json!(run.version)), "{what}");
     }
+    check_warehouse(&config, &data_dir, &run, started);
+}
+
+/// `value` with every number as a double.
+fn as_doubles(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => json!(n.as_f64()),
+        Value::Array(items) => Value::Array(items.iter().map(as_doubles).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), as_doubles(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Every sent event is in the warehouse's `events` once, with its fields.
+fn check_warehouse(config: &std::path::Path, data_dir: &std::path::Path, run: &Run, started: std::time::SystemTime) {
+    let rows = query(
+        config,
+        data_dir,
+        "SELECT toString(uuid), event, distinct_id, toString(team_id), properties, toUnixTimestamp(timestamp) \
+         FROM events FINAL",
+    );
+    let results = rows["results"].as_array().expect("rows");
+    assert_eq!(
+        results.len(),
+        run.sent.len(),
+        "the warehouse holds {} events, the SDK sent {}",
+        results.len(),
+        run.sent.len()
+    );
+    let by: std::collections::HashMap<&str, &Value> =
+        results.iter().map(|r| (r[0].as_str().expect("uuid text"), r)).collect();
+    let since = started.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 - 5;
+    for sent in &run.sent {
+        let r = by.get(sent.uuid.as_str()).unwrap_or_else(|| panic!("event {} is not in the warehouse", sent.uuid));
+        assert_eq!(r[1], sent.event.as_str(), "{}", sent.uuid);
+        assert_eq!(r[2], sent.distinct_id.as_str(), "{}", sent.uuid);
+        assert_eq!(r[3], "7", "{}", sent.uuid);
+        let props: Value = serde_json::from_str(r[4].as_str().expect("properties text")).expect("properties JSON");
+        for (key, value) in &sent.properties {
+            // Functions see numbers as doubles (as in PostHog's JavaScript VM): 2^53 + 1 arrives as 2^53.
+            assert_eq!(
+                props.get(key).map(as_doubles),
+                Some(as_doubles(value)),
+                "{}: property {key:?} in the warehouse",
+                sent.uuid
+            );
+        }
+        let ts = r[5].as_i64().or_else(|| r[5].as_str().and_then(|s| s.parse().ok())).expect("timestamp");
+        assert!(ts >= since && ts <= since + 3600, "{}: timestamp {ts} is not the time of the run", sent.uuid);
+    }
 }
 
 #[test]
 fn python_sdk_plain() {
     sdk_round_trip(Sdk::Python, false, false);
+}
+
+#[test]
+fn python_sdk_into_the_clickhouse_server() {
+    let clickhouse = ClickHouse::start("sdk");
+    sdk_round_trip_into(Sdk::Python, true, false, Some(&clickhouse));
 }
 
 #[test]

@@ -19,10 +19,10 @@ use std::time::Duration;
 
 pub use backend::{Backend, Rows, WarehouseError};
 use schema::{Dialect, Layout};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[warehouse]` in hogpipe.toml.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WarehouseConfig {
     /// `chdb` (embedded, the default), `clickhouse` (a server over HTTP) or `none`.
@@ -43,8 +43,8 @@ pub struct WarehouseConfig {
     /// ClickHouse server: user and password.
     #[serde(default)]
     pub user: Option<String>,
-    /// ClickHouse server: password for `user`.
-    #[serde(default)]
+    /// ClickHouse server: password for `user` (never written back out).
+    #[serde(default, skip_serializing)]
     pub password: Option<String>,
     /// ClickHouse server: the cluster name (from the servers' `remote_servers`) for sharded
     /// `Distributed` tables; unset for one node.

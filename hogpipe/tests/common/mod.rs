@@ -465,3 +465,56 @@ pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
         })
         .collect()
 }
+
+/// A throwaway ClickHouse server (Debian's, 18.16) started by `scripts/clickhouse.sh`; stopped on drop.
+pub struct ClickHouse {
+    dir: TempDir,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl ClickHouse {
+    /// Starts one server on free ports.
+    pub fn start(name: &str) -> ClickHouse {
+        let dir = TempDir::new(&format!("clickhouse-{name}"));
+        let free =
+            || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap();
+        let (http, tcp) = (free(), free());
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/clickhouse.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .arg(http.to_string())
+            .arg(tcp.to_string())
+            .output()
+            .expect("run scripts/clickhouse.sh");
+        assert!(out.status.success(), "scripts/clickhouse.sh start failed: {}", String::from_utf8_lossy(&out.stderr));
+        ClickHouse { url: String::from_utf8_lossy(&out.stdout).trim().to_string(), dir }
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("scripts/clickhouse.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Runs `hogpipe query` with this config and data dir; returns `{columns, types, results}`.
+pub fn query(config: &Path, data_dir: &Path, sql: &str) -> serde_json::Value {
+    let out = run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_hogpipe"))
+            .arg("query")
+            .arg("--config")
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg(sql),
+        HANG,
+    );
+    assert!(out.status.success(), "hogpipe query {sql:?} failed: {}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("hogpipe query printed no JSON ({e}): {}", out.stdout))
+}
