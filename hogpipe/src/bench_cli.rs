@@ -31,10 +31,20 @@ pub enum BenchCommand {
     Capture(crate::bench_capture::CaptureBenchArgs),
     /// Events/s from the log through three Hog transformations and a filter to a null sink.
     Pipeline(crate::bench_pipeline::PipelineBenchArgs),
+    /// Rows/s into the warehouse (chDB, and a ClickHouse server with --server), and the delay
+    /// from the log to a query seeing the event.
+    Warehouse(crate::bench_warehouse::WarehouseBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> ExitCode {
     match cmd {
+        BenchCommand::Warehouse(args) => match crate::bench_warehouse::run_bench(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hogpipe: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         BenchCommand::Pipeline(args) => match crate::bench_pipeline::run_bench(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -4,6 +4,7 @@ mod alloc;
 mod bench_capture;
 mod bench_cli;
 mod bench_pipeline;
+mod bench_warehouse;
 mod config;
 mod functions;
 mod hog_cli;

@@ -234,7 +234,9 @@ fn start_dataflow(
     };
     let mut event_sinks: Vec<Arc<dyn EventSink>> = Vec::new();
     if let Some(w) = warehouse {
-        event_sinks.push(Arc::new(EventWriter::new(w, config.warehouse.max_rows)));
+        event_sinks.push(Arc::new(
+            EventWriter::new(w, config.warehouse.max_rows).context("cannot load persons from the warehouse")?,
+        ));
     }
     if let Some(file) = open(&config.dataflow.events_file)? {
         event_sinks.push(file);

@@ -104,7 +104,7 @@ const TABLES: &[(u32, Table)] = &[
             name: "persons",
             columns: persons_columns,
             engine: "ReplacingMergeTree(version) ORDER BY (team_id, id)",
-            shard_key: "sipHash64(id)",
+            shard_key: "sipHash64(toString(id))",
         },
     ),
     (

@@ -12,22 +12,43 @@ use hogpipe_dataflow::event::Event;
 use hogpipe_dataflow::sink::{EventSink, SinkError};
 use serde::Serialize;
 
+use crate::persons::{PersonChange, Persons};
 use crate::schema::Dialect;
-use crate::Warehouse;
+use crate::{Warehouse, WarehouseError};
 
 /// Rows buffered before `write` inserts on its own.
 pub const DEFAULT_MAX_ROWS: usize = 100_000;
 
 #[derive(Default)]
 struct Buffer {
+    /// `events` rows.
     data: Vec<u8>,
     rows: usize,
+    /// `persons` rows.
+    persons: Vec<u8>,
+    /// `person_distinct_ids` rows.
+    distinct_ids: Vec<u8>,
+}
+
+impl Buffer {
+    /// Puts `earlier` (rows from a failed insert) in front of what was written since.
+    fn prepend(&mut self, earlier: Buffer) {
+        fn front(into: &mut Vec<u8>, mut first: Vec<u8>) {
+            first.extend_from_slice(into);
+            *into = first;
+        }
+        front(&mut self.data, earlier.data);
+        front(&mut self.persons, earlier.persons);
+        front(&mut self.distinct_ids, earlier.distinct_ids);
+        self.rows += earlier.rows;
+    }
 }
 
 /// Writes processed events into the warehouse's `events` table.
 pub struct EventWriter {
     warehouse: Arc<Warehouse>,
     max_rows: usize,
+    persons: Mutex<Persons>,
     buffer: Mutex<Buffer>,
     /// Held while inserting, so a `flush` returns only after every earlier insert finished.
     inserting: Mutex<()>,
@@ -43,12 +64,30 @@ struct Row<'a> {
     timestamp: String,
     created_at: &'a str,
     elements_chain: &'a str,
-    person_id: &'a str,
-    person_properties: &'a str,
+    person_id: String,
+    person_properties: String,
     _timestamp: &'a str,
 }
 
-const NO_PERSON: &str = "00000000-0000-0000-0000-000000000000";
+#[derive(Serialize)]
+struct PersonRow<'a> {
+    id: &'a str,
+    team_id: u64,
+    properties: String,
+    is_identified: u8,
+    created_at: &'a str,
+    version: u64,
+    is_deleted: u8,
+}
+
+#[derive(Serialize)]
+struct DistinctIdRow<'a> {
+    team_id: u64,
+    distinct_id: &'a str,
+    person_id: &'a str,
+    version: u64,
+    is_deleted: u8,
+}
 
 /// Converts an RFC 3339 UTC time (`2024-05-01T10:00:00.123Z`) to ClickHouse's text form for the
 /// dialect (`2024-05-01 10:00:00.123000`, or whole seconds for old servers).
@@ -63,21 +102,24 @@ pub fn clickhouse_time(rfc3339: &str, dialect: Dialect) -> String {
 }
 
 impl EventWriter {
-    /// A writer inserting at least every `max_rows` rows (and on every flush).
-    pub fn new(warehouse: Arc<Warehouse>, max_rows: usize) -> EventWriter {
-        EventWriter {
+    /// A writer inserting at least every `max_rows` rows (and on every flush); loads the persons
+    /// already stored.
+    pub fn new(warehouse: Arc<Warehouse>, max_rows: usize) -> Result<EventWriter, WarehouseError> {
+        let persons = Persons::load(&warehouse)?;
+        Ok(EventWriter {
             warehouse,
             max_rows: max_rows.max(1),
+            persons: Mutex::new(persons),
             buffer: Mutex::new(Buffer::default()),
             inserting: Mutex::new(()),
-        }
+        })
     }
 
     fn error(&self, message: String) -> SinkError {
         SinkError { sink: "warehouse".into(), message }
     }
 
-    fn encode(&self, events: &[&Event], out: &mut Vec<u8>) -> Result<(), SinkError> {
+    fn encode(&self, events: &[&Event], out: &mut Buffer) -> Result<(), SinkError> {
         let dialect = self.warehouse.dialect();
         let now = chrono::Utc::now();
         let created_at = match dialect {
@@ -85,7 +127,11 @@ impl EventWriter {
             Dialect::Legacy => now.format("%Y-%m-%d %H:%M:%S").to_string(),
         };
         let inserted = now.format("%Y-%m-%d %H:%M:%S").to_string();
+        let mut changes = Vec::new();
+        let mut persons = self.persons.lock().unwrap_or_else(|p| p.into_inner());
         for e in events {
+            let (person_id, person_properties) =
+                persons.process(e.team_id, &e.event, &e.distinct_id, &e.properties, &created_at, &mut changes);
             let row = Row {
                 uuid: &e.uuid,
                 team_id: e.team_id,
@@ -95,12 +141,37 @@ impl EventWriter {
                 timestamp: clickhouse_time(&e.timestamp, dialect),
                 created_at: &created_at,
                 elements_chain: &e.elements_chain,
-                person_id: NO_PERSON,
-                person_properties: "",
+                person_id,
+                person_properties,
                 _timestamp: &inserted,
             };
-            serde_json::to_writer(&mut *out, &row).map_err(|err| self.error(err.to_string()))?;
-            out.push(b'\n');
+            serde_json::to_writer(&mut out.data, &row).map_err(|err| self.error(err.to_string()))?;
+            out.data.push(b'\n');
+            out.rows += 1;
+        }
+        drop(persons);
+        for change in &changes {
+            let written = match change {
+                PersonChange::Person { team_id, person, deleted } => serde_json::to_writer(
+                    &mut out.persons,
+                    &PersonRow {
+                        id: &person.id,
+                        team_id: *team_id,
+                        properties: serde_json::to_string(&person.properties).unwrap_or_default(),
+                        is_identified: person.is_identified as u8,
+                        created_at: &person.created_at,
+                        version: person.version,
+                        is_deleted: *deleted as u8,
+                    },
+                )
+                .map(|_| out.persons.push(b'\n')),
+                PersonChange::DistinctId { team_id, distinct_id, person_id, version } => serde_json::to_writer(
+                    &mut out.distinct_ids,
+                    &DistinctIdRow { team_id: *team_id, distinct_id, person_id, version: *version, is_deleted: 0 },
+                )
+                .map(|_| out.distinct_ids.push(b'\n')),
+            };
+            written.map_err(|err| self.error(err.to_string()))?;
         }
         Ok(())
     }
@@ -109,18 +180,29 @@ impl EventWriter {
     fn insert_buffered(&self) -> Result<(), SinkError> {
         let _inserting = self.inserting.lock().unwrap_or_else(|p| p.into_inner());
         let taken = std::mem::take(&mut *self.buffer.lock().unwrap_or_else(|p| p.into_inner()));
-        if taken.rows == 0 {
+        if taken.rows == 0 && taken.persons.is_empty() && taken.distinct_ids.is_empty() {
             return Ok(());
         }
-        match self.warehouse.backend().insert(self.warehouse.table("events"), "JSONEachRow", &taken.data) {
+        // Persons first: an event is never visible with a person id whose row is missing.
+        let backend = self.warehouse.backend();
+        let result = (|| {
+            if !taken.persons.is_empty() {
+                backend.insert(self.warehouse.table("persons"), "JSONEachRow", &taken.persons)?;
+            }
+            if !taken.distinct_ids.is_empty() {
+                backend.insert(self.warehouse.table("person_distinct_ids"), "JSONEachRow", &taken.distinct_ids)?;
+            }
+            if taken.rows > 0 {
+                backend.insert(self.warehouse.table("events"), "JSONEachRow", &taken.data)?;
+            }
+            Ok::<(), WarehouseError>(())
+        })();
+        match result {
             Ok(()) => Ok(()),
             Err(e) => {
-                // Put the rows back in front of anything written meanwhile.
-                let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
-                let mut data = taken.data;
-                data.extend_from_slice(&buffer.data);
-                buffer.data = data;
-                buffer.rows += taken.rows;
+                // Keep the rows, in front of anything written meanwhile. (Person rows inserted
+                // before the failure are inserted again: same versions, so nothing changes.)
+                self.buffer.lock().unwrap_or_else(|p| p.into_inner()).prepend(taken);
                 Err(self.error(e.to_string()))
             }
         }
@@ -132,12 +214,14 @@ impl EventSink for EventWriter {
         if events.is_empty() {
             return Ok(());
         }
-        let mut encoded = Vec::with_capacity(events.len() * 400);
+        let mut encoded = Buffer { data: Vec::with_capacity(events.len() * 400), ..Buffer::default() };
         self.encode(events, &mut encoded)?;
         let full = {
             let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
-            buffer.data.extend_from_slice(&encoded);
-            buffer.rows += events.len();
+            buffer.data.extend_from_slice(&encoded.data);
+            buffer.persons.extend_from_slice(&encoded.persons);
+            buffer.distinct_ids.extend_from_slice(&encoded.distinct_ids);
+            buffer.rows += encoded.rows;
             buffer.rows >= self.max_rows
         };
         if full {

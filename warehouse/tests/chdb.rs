@@ -33,7 +33,7 @@ fn count(w: &Warehouse, sql: &str) -> u64 {
 fn events_land_with_every_field_and_duplicates_count_once() {
     let w = warehouse();
     assert_eq!(w.dialect(), Dialect::Modern, "chDB is ClickHouse {}", w.version());
-    let writer = EventWriter::new(w.clone(), 1000);
+    let writer = EventWriter::new(w.clone(), 1000).unwrap();
     let evs = events(21, 2500);
     let refs: Vec<&Event> = evs.iter().collect();
     writer.write(&refs).unwrap();
@@ -86,4 +86,9 @@ fn a_bad_statement_is_a_clear_error_not_a_crash() {
     assert!(err.to_string().contains("nosuchcolumn"), "{err}");
     // The connection is still usable.
     assert_eq!(count(&w, "SELECT 1"), 1);
+}
+
+#[test]
+fn persons_merge_on_identify_and_alias() {
+    common::check_persons(&warehouse(), 42);
 }

@@ -14,7 +14,7 @@ fn data_survives_closing_and_reopening() {
     let config = WarehouseConfig { chdb_library: Some(common::chdb_library()), ..WarehouseConfig::default() };
     {
         let w = Warehouse::open(&config, dir.path()).unwrap().unwrap();
-        let writer = EventWriter::new(w.clone(), 100_000);
+        let writer = EventWriter::new(w.clone(), 100_000).unwrap();
         let evs = common::events(4, 300);
         writer.write(&evs.iter().collect::<Vec<&Event>>()).unwrap();
         writer.flush().unwrap();

@@ -30,7 +30,7 @@ fn events_land_with_every_field_and_duplicates_count_once() {
     let server = Server::start();
     let w = open(&config(vec![server.url.clone()]));
     assert_eq!(w.dialect(), Dialect::Legacy, "Debian's server is 18.16: {}", w.version());
-    let writer = EventWriter::new(w.clone(), 1000);
+    let writer = EventWriter::new(w.clone(), 1000).unwrap();
     let evs = events(7, 2500);
     let refs: Vec<&Event> = evs.iter().collect();
     writer.write(&refs).unwrap();
@@ -72,7 +72,7 @@ fn restart_keeps_the_data_and_does_not_migrate_twice() {
     let cfg = config(vec![server.url.clone()]);
     {
         let w = open(&cfg);
-        let writer = EventWriter::new(w.clone(), 100_000);
+        let writer = EventWriter::new(w.clone(), 100_000).unwrap();
         let evs = events(3, 100);
         writer.write(&evs.iter().collect::<Vec<_>>()).unwrap();
         writer.flush().unwrap();
@@ -86,7 +86,7 @@ fn restart_keeps_the_data_and_does_not_migrate_twice() {
 fn unflushed_rows_wait_for_the_flush_and_a_failed_insert_keeps_them() {
     let server = Server::start();
     let w = open(&config(vec![server.url.clone()]));
-    let writer = EventWriter::new(w.clone(), 100_000);
+    let writer = EventWriter::new(w.clone(), 100_000).unwrap();
     let evs = events(11, 50);
     writer.write(&evs.iter().collect::<Vec<_>>()).unwrap();
     assert_eq!(count(&w, "SELECT count() FROM events WHERE team_id = 11"), 0, "nothing before the flush");
@@ -111,7 +111,7 @@ fn two_shard_cluster_splits_rows_and_queries_see_the_totals() {
     let mut cfg = config(vec![a.url.clone(), b.url.clone()]);
     cfg.cluster = Some("hogpipe".into());
     let w = open(&cfg);
-    let writer = EventWriter::new(w.clone(), 100_000);
+    let writer = EventWriter::new(w.clone(), 100_000).unwrap();
     let evs = events(5, 3000);
     writer.write(&evs.iter().collect::<Vec<_>>()).unwrap();
     writer.flush().unwrap();
@@ -134,4 +134,11 @@ fn two_shard_cluster_splits_rows_and_queries_see_the_totals() {
     assert_eq!(na + nb, 3000);
     assert!(na > 500 && nb > 500, "rows are split across shards: {na} / {nb}");
     assert_eq!(count(&w, "SELECT uniqExact(distinct_id) FROM events WHERE team_id = 5"), 17);
+}
+
+#[test]
+fn persons_merge_on_identify_and_alias() {
+    let server = Server::start();
+    let w = open(&config(vec![server.url.clone()]));
+    common::check_persons(&w, 41);
 }

@@ -115,3 +115,83 @@ pub fn events(team: u64, n: usize) -> Vec<Event> {
         })
         .collect()
 }
+
+fn ev(team: u64, n: usize, event: &str, distinct_id: &str, properties: serde_json::Value) -> Event {
+    Event {
+        uuid: format!("0190b000-0000-7000-8000-{:012x}", team * 1000 + n as u64),
+        team_id: team,
+        event: event.into(),
+        distinct_id: distinct_id.into(),
+        properties: properties.as_object().cloned().unwrap_or_default(),
+        timestamp: format!("2026-11-25T10:00:{:02}.000Z", n),
+        elements_chain: String::new(),
+        ip: String::new(),
+    }
+}
+
+fn rows(w: &hogpipe_warehouse::Warehouse, sql: &str) -> Vec<Vec<serde_json::Value>> {
+    w.query(sql).unwrap_or_else(|e| panic!("{sql}: {e}")).results
+}
+
+/// Identify and alias merges, `$set`/`$set_once`/`$unset`, person-on-events, and a restart of the
+/// writer that reloads the persons.
+pub fn check_persons(w: &std::sync::Arc<hogpipe_warehouse::Warehouse>, team: u64) {
+    use hogpipe_dataflow::sink::EventSink;
+    use hogpipe_warehouse::writer::EventWriter;
+    let batch1 = [
+        ev(team, 1, "$pageview", "anon-1", json!({"$set_once": {"first_url": "/a"}})),
+        ev(team, 2, "$identify", "user-1", json!({"$anon_distinct_id": "anon-1", "$set": {"email": "u1@example.com"}})),
+        ev(team, 3, "$pageview", "anon-2", json!({"$set": {"plan": "free", "email": "other@example.com"}})),
+        ev(team, 4, "$pageview", "loner", json!({"$set": {"x": 1, "y": 2}})),
+        ev(team, 5, "$pageview", "loner", json!({"$unset": ["y"], "$set_once": {"x": 5}})),
+    ];
+    {
+        let writer = EventWriter::new(w.clone(), 100_000).unwrap();
+        writer.write(&batch1.iter().collect::<Vec<_>>()).unwrap();
+        writer.flush().unwrap();
+    }
+    // A new writer (a restart) loads the persons and merges anon-2 into user-1's person.
+    let batch2 = [
+        ev(team, 6, "$identify", "user-1", json!({"$anon_distinct_id": "anon-2"})),
+        ev(team, 7, "$create_alias", "user-1", json!({"alias": "user-1-email"})),
+        ev(team, 8, "$pageview", "anon-2", json!({})),
+    ];
+    let writer = EventWriter::new(w.clone(), 100_000).unwrap();
+    writer.write(&batch2.iter().collect::<Vec<_>>()).unwrap();
+    writer.flush().unwrap();
+
+    let pdi = rows(
+        w,
+        &format!("SELECT distinct_id, toString(person_id) FROM person_distinct_ids FINAL WHERE team_id = {team} AND is_deleted = 0 ORDER BY distinct_id"),
+    );
+    let ids: std::collections::HashMap<String, String> =
+        pdi.iter().map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_str().unwrap().to_string())).collect();
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    let p1 = &ids["user-1"];
+    for d in ["anon-1", "anon-2", "user-1-email"] {
+        assert_eq!(&ids[d], p1, "{d} belongs to user-1's person: {ids:?}");
+    }
+    assert_ne!(&ids["loner"], p1);
+    let people = rows(
+        w,
+        &format!("SELECT toString(id), properties, is_identified FROM persons FINAL WHERE team_id = {team} AND is_deleted = 0 ORDER BY id"),
+    );
+    assert_eq!(people.len(), 2, "two persons left after the merge: {people:?}");
+    let by_id: std::collections::HashMap<&str, &Vec<serde_json::Value>> =
+        people.iter().map(|r| (r[0].as_str().unwrap(), r)).collect();
+    let props = |id: &str| -> serde_json::Value { serde_json::from_str(by_id[id][1].as_str().unwrap()).unwrap() };
+    // user-1's $set email wins over the merged person's; the merged person's plan is kept.
+    assert_eq!(props(p1), json!({"first_url": "/a", "email": "u1@example.com", "plan": "free"}));
+    assert_eq!(by_id[p1.as_str()][2].to_string().trim_matches('"'), "1");
+    assert_eq!(props(&ids["loner"]), json!({"x": 1}));
+    // Person-on-events: each event carries the person it had when ingested.
+    let on_events = rows(
+        w,
+        &format!("SELECT distinct_id, event, toString(person_id), person_properties FROM events FINAL WHERE team_id = {team} ORDER BY timestamp"),
+    );
+    assert_eq!(on_events.len(), 8);
+    assert_eq!(on_events[1][2].as_str().unwrap(), p1, "the $identify event is user-1's person");
+    let identify_props: serde_json::Value = serde_json::from_str(on_events[1][3].as_str().unwrap()).unwrap();
+    assert_eq!(identify_props, json!({"first_url": "/a", "email": "u1@example.com"}));
+    assert_eq!(on_events[7][2].as_str().unwrap(), p1, "anon-2's later event is user-1's person");
+}
