@@ -23,6 +23,21 @@ type ResultLengthFn = unsafe extern "C" fn(*mut c_void) -> usize;
 type ResultErrorFn = unsafe extern "C" fn(*mut c_void) -> *const c_char;
 type DestroyResultFn = unsafe extern "C" fn(*mut c_void);
 type SignalsFn = unsafe extern "C" fn(c_int);
+type StreamInsertFn = unsafe extern "C" fn(Connection, *const c_char, usize, *const c_char, usize) -> *mut c_void;
+type StreamAppendFn = unsafe extern "C" fn(*mut c_void, *const c_void, usize) -> c_int;
+type StreamDoneFn = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
+type StreamErrorFn = unsafe extern "C" fn(*mut c_void) -> *const c_char;
+type StreamDestroyFn = unsafe extern "C" fn(*mut c_void);
+
+/// chDB's streaming INSERT (26.x): rows are handed over without building a query around them.
+#[derive(Clone, Copy)]
+struct StreamApi {
+    insert: StreamInsertFn,
+    append: StreamAppendFn,
+    done: StreamDoneFn,
+    error: StreamErrorFn,
+    destroy: StreamDestroyFn,
+}
 
 /// The C API's entry points, resolved once per process.
 struct Api {
@@ -34,6 +49,7 @@ struct Api {
     length: ResultLengthFn,
     error: ResultErrorFn,
     destroy: DestroyResultFn,
+    stream: Option<StreamApi>,
 }
 
 static API: OnceLock<Result<Api, String>> = OnceLock::new();
@@ -79,7 +95,18 @@ fn load(path: &Path) -> Result<Api, String> {
             // hogpipe handles SIGTERM/SIGHUP itself.
             signals(0);
         }
+        let stream = (|| -> Result<StreamApi, String> {
+            Ok(StreamApi {
+                insert: sym(&lib, b"chdb_stream_insert_n\0")?,
+                append: sym(&lib, b"chdb_stream_append\0")?,
+                done: sym(&lib, b"chdb_stream_done\0")?,
+                error: sym(&lib, b"chdb_stream_insert_error\0")?,
+                destroy: sym(&lib, b"chdb_destroy_insert_stream\0")?,
+            })
+        })()
+        .ok();
         Ok(Api {
+            stream,
             connect: sym(&lib, b"chdb_connect\0")?,
             close: sym(&lib, b"chdb_close_conn\0")?,
             query: sym(&lib, b"chdb_query_n\0")?,
@@ -218,9 +245,65 @@ impl Backend for Chdb {
     }
 
     fn insert(&self, table: &str, format: &str, data: &[u8]) -> Result<(), WarehouseError> {
-        let mut sql = Vec::with_capacity(data.len() + 64);
-        sql.extend_from_slice(format!("INSERT INTO {table} FORMAT {format}\n").as_bytes());
-        sql.extend_from_slice(data);
-        self.run(&sql, "TabSeparated").map(|_| ())
+        let Some(stream) = self.api.stream else {
+            let mut sql = Vec::with_capacity(data.len() + 64);
+            sql.extend_from_slice(format!("INSERT INTO {table} FORMAT {format}\n").as_bytes());
+            sql.extend_from_slice(data);
+            return self.run(&sql, "TabSeparated").map(|_| ());
+        };
+        let query = format!("INSERT INTO {table}");
+        self.with_conn(|conn| {
+            // SAFETY: the connection is used by this thread only; every handle is destroyed once;
+            // the lengths match the buffers.
+            unsafe {
+                let handle = (stream.insert)(
+                    *conn.0,
+                    query.as_ptr() as *const c_char,
+                    query.len(),
+                    format.as_ptr() as *const c_char,
+                    format.len(),
+                );
+                if handle.is_null() {
+                    return Err(WarehouseError::Query(format!("chDB could not start an insert into {table}")));
+                }
+                let failed = |handle: *mut c_void| -> Option<String> {
+                    let e = (stream.error)(handle);
+                    (!e.is_null()).then(|| CStr::from_ptr(e).to_string_lossy().trim().to_string())
+                };
+                if let Some(e) = failed(handle) {
+                    (stream.destroy)(handle);
+                    return Err(WarehouseError::Query(e));
+                }
+                // Hand the rows over in pieces of about 8 MiB, each ending at a row boundary.
+                let mut rest = data;
+                while !rest.is_empty() {
+                    let mut end = rest.len().min(8 << 20);
+                    if end < rest.len() {
+                        end = rest[end..].iter().position(|&b| b == b'\n').map_or(rest.len(), |p| end + p + 1);
+                    }
+                    if (stream.append)(handle, rest.as_ptr() as *const c_void, end) != 0 {
+                        let e = failed(handle).unwrap_or_else(|| "the insert stream refused the data".into());
+                        (stream.destroy)(handle);
+                        return Err(WarehouseError::Query(e));
+                    }
+                    rest = &rest[end..];
+                }
+                let result = (stream.done)(handle);
+                let out = if result.is_null() {
+                    Err(WarehouseError::Query(format!("chDB returned no result for the insert into {table}")))
+                } else {
+                    let error = (self.api.error)(result);
+                    let out = if error.is_null() {
+                        Ok(())
+                    } else {
+                        Err(WarehouseError::Query(CStr::from_ptr(error).to_string_lossy().trim().to_string()))
+                    };
+                    (self.api.destroy)(result);
+                    out
+                };
+                (stream.destroy)(handle);
+                out
+            }
+        })
     }
 }

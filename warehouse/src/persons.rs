@@ -28,6 +28,8 @@ pub struct Person {
     pub created_at: String,
     /// Bumped on every change.
     pub version: u64,
+    /// `properties` as JSON text, kept current (every event of the person carries it).
+    pub properties_json: String,
 }
 
 /// A change to write: a person row or a distinct-id row.
@@ -58,7 +60,8 @@ pub enum PersonChange {
 /// Every team's persons and distinct ids.
 #[derive(Debug, Default)]
 pub struct Persons {
-    by_distinct_id: HashMap<(u64, String), (String, u64)>,
+    /// team → distinct id → (person id, version).
+    by_distinct_id: HashMap<u64, HashMap<String, (String, u64)>>,
     people: HashMap<String, Person>,
 }
 
@@ -87,8 +90,10 @@ impl Persons {
                 .unwrap_or_default();
             let number =
                 |v: Option<&Json>| v.and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())).unwrap_or(0);
+            let properties_json = serde_json::to_string(&properties).unwrap_or_default();
             let person = Person {
                 id: id.clone(),
+                properties_json,
                 properties,
                 is_identified: number(r.get(3)) == 1,
                 created_at: r.get(4).and_then(Json::as_str).unwrap_or_default().to_string(),
@@ -104,7 +109,7 @@ impl Persons {
             let distinct_id = r.get(1).and_then(Json::as_str).unwrap_or_default().to_string();
             let person_id = r.get(2).and_then(Json::as_str).unwrap_or_default().to_string();
             let version = r.get(3).and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())).unwrap_or(0);
-            persons.by_distinct_id.insert((team, distinct_id), (person_id, version));
+            persons.by_distinct_id.entry(team).or_default().insert(distinct_id, (person_id, version));
         }
         Ok(persons)
     }
@@ -121,12 +126,12 @@ impl Persons {
 
     /// The person of a distinct id.
     pub fn person_of(&self, team: u64, distinct_id: &str) -> Option<&Person> {
-        let (id, _) = self.by_distinct_id.get(&(team, distinct_id.to_string()))?;
+        let (id, _) = self.by_distinct_id.get(&team)?.get(distinct_id)?;
         self.people.get(id)
     }
 
     fn ensure(&mut self, team: u64, distinct_id: &str, now: &str, changes: &mut Vec<PersonChange>) -> String {
-        if let Some((id, _)) = self.by_distinct_id.get(&(team, distinct_id.to_string())) {
+        if let Some((id, _)) = self.by_distinct_id.get(&team).and_then(|m| m.get(distinct_id)) {
             if self.people.contains_key(id) {
                 return id.clone();
             }
@@ -138,6 +143,7 @@ impl Persons {
             is_identified: false,
             created_at: now.to_string(),
             version: 0,
+            properties_json: "{}".into(),
         };
         changes.push(PersonChange::Person { team_id: team, person: person.clone(), deleted: false });
         self.people.insert(id.clone(), person);
@@ -146,9 +152,9 @@ impl Persons {
     }
 
     fn point(&mut self, team: u64, distinct_id: &str, person_id: &str, changes: &mut Vec<PersonChange>) {
-        let key = (team, distinct_id.to_string());
-        let version = self.by_distinct_id.get(&key).map_or(0, |(_, v)| v + 1);
-        self.by_distinct_id.insert(key, (person_id.to_string(), version));
+        let ids = self.by_distinct_id.entry(team).or_default();
+        let version = ids.get(distinct_id).map_or(0, |(_, v)| v + 1);
+        ids.insert(distinct_id.to_string(), (person_id.to_string(), version));
         changes.push(PersonChange::DistinctId {
             team_id: team,
             distinct_id: distinct_id.to_string(),
@@ -164,7 +170,7 @@ impl Persons {
             return false;
         }
         let target = self.ensure(team, distinct_id, now, changes);
-        let source = match self.by_distinct_id.get(&(team, other.to_string())) {
+        let source = match self.by_distinct_id.get(&team).and_then(|m| m.get(other)) {
             Some((id, _)) if self.people.contains_key(id) => id.clone(),
             _ => {
                 // The other id is new: it joins the person.
@@ -178,10 +184,9 @@ impl Persons {
         let Some(from) = self.people.remove(&source) else { return false };
         let moved: Vec<String> = self
             .by_distinct_id
-            .iter()
-            .filter(|((t, _), (p, _))| *t == team && *p == source)
-            .map(|((_, d), _)| d.clone())
-            .collect();
+            .get(&team)
+            .map(|ids| ids.iter().filter(|(_, (p, _))| *p == source).map(|(d, _)| d.clone()).collect())
+            .unwrap_or_default();
         for d in moved {
             self.point(team, &d, &target, changes);
         }
@@ -255,9 +260,10 @@ impl Persons {
         }
         if changed {
             person.version += 1;
+            person.properties_json = serde_json::to_string(&person.properties).unwrap_or_default();
             changes.push(PersonChange::Person { team_id: team, person: person.clone(), deleted: false });
         }
-        let props = serde_json::to_string(&person.properties).unwrap_or_default();
+        let props = person.properties_json.clone();
         (id, props)
     }
 }

@@ -17,7 +17,7 @@ use crate::schema::Dialect;
 use crate::{Warehouse, WarehouseError};
 
 /// Rows buffered before `write` inserts on its own.
-pub const DEFAULT_MAX_ROWS: usize = 100_000;
+pub const DEFAULT_MAX_ROWS: usize = 50_000;
 
 #[derive(Default)]
 struct Buffer {
@@ -157,7 +157,7 @@ impl EventWriter {
                     &PersonRow {
                         id: &person.id,
                         team_id: *team_id,
-                        properties: serde_json::to_string(&person.properties).unwrap_or_default(),
+                        properties: person.properties_json.clone(),
                         is_identified: person.is_identified as u8,
                         created_at: &person.created_at,
                         version: person.version,
@@ -198,7 +198,17 @@ impl EventWriter {
             Ok::<(), WarehouseError>(())
         })();
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // Keep the big allocation for the next rows (fresh pages cost more than the copy).
+                let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+                if taken.data.capacity() > buffer.data.capacity() {
+                    let mut data = taken.data;
+                    data.clear();
+                    data.extend_from_slice(&buffer.data);
+                    buffer.data = data;
+                }
+                Ok(())
+            }
             Err(e) => {
                 // Keep the rows, in front of anything written meanwhile. (Person rows inserted
                 // before the failure are inserted again: same versions, so nothing changes.)
