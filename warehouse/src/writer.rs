@@ -50,8 +50,9 @@ pub struct EventWriter {
     max_rows: usize,
     persons: Mutex<Persons>,
     buffer: Mutex<Buffer>,
-    /// Held while inserting, so a `flush` returns only after every earlier insert finished.
-    inserting: Mutex<()>,
+    /// Held while inserting, so a `flush` returns only after every earlier insert finished; it
+    /// keeps the allocation of the last inserted rows for the next swap.
+    inserting: Mutex<Vec<u8>>,
 }
 
 #[derive(Serialize)]
@@ -111,7 +112,7 @@ impl EventWriter {
             max_rows: max_rows.max(1),
             persons: Mutex::new(persons),
             buffer: Mutex::new(Buffer::default()),
-            inserting: Mutex::new(()),
+            inserting: Mutex::new(Vec::new()),
         })
     }
 
@@ -178,9 +179,19 @@ impl EventWriter {
 
     /// Inserts everything buffered; on failure the rows stay buffered for the next attempt.
     fn insert_buffered(&self) -> Result<(), SinkError> {
-        let _inserting = self.inserting.lock().unwrap_or_else(|p| p.into_inner());
-        let taken = std::mem::take(&mut *self.buffer.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut spare = self.inserting.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = {
+            let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+            let data = std::mem::replace(&mut buffer.data, std::mem::take(&mut *spare));
+            Buffer {
+                data,
+                rows: std::mem::take(&mut buffer.rows),
+                persons: std::mem::take(&mut buffer.persons),
+                distinct_ids: std::mem::take(&mut buffer.distinct_ids),
+            }
+        };
         if taken.rows == 0 && taken.persons.is_empty() && taken.distinct_ids.is_empty() {
+            *spare = taken.data;
             return Ok(());
         }
         // Persons first: an event is never visible with a person id whose row is missing.
@@ -199,14 +210,10 @@ impl EventWriter {
         })();
         match result {
             Ok(()) => {
-                // Keep the big allocation for the next rows (fresh pages cost more than the copy).
-                let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
-                if taken.data.capacity() > buffer.data.capacity() {
-                    let mut data = taken.data;
-                    data.clear();
-                    data.extend_from_slice(&buffer.data);
-                    buffer.data = data;
-                }
+                // Keep the allocation for the next swap (fresh pages cost more than reuse).
+                let mut data = taken.data;
+                data.clear();
+                *spare = data;
                 Ok(())
             }
             Err(e) => {
@@ -224,14 +231,18 @@ impl EventSink for EventWriter {
         if events.is_empty() {
             return Ok(());
         }
-        let mut encoded = Buffer { data: Vec::with_capacity(events.len() * 400), ..Buffer::default() };
-        self.encode(events, &mut encoded)?;
+        // Encoded straight into the shared buffer: person processing serializes writers anyway,
+        // and one long-lived allocation avoids faulting in fresh pages for every batch.
         let full = {
             let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
-            buffer.data.extend_from_slice(&encoded.data);
-            buffer.persons.extend_from_slice(&encoded.persons);
-            buffer.distinct_ids.extend_from_slice(&encoded.distinct_ids);
-            buffer.rows += encoded.rows;
+            let mark = (buffer.data.len(), buffer.persons.len(), buffer.distinct_ids.len(), buffer.rows);
+            if let Err(e) = self.encode(events, &mut buffer) {
+                buffer.data.truncate(mark.0);
+                buffer.persons.truncate(mark.1);
+                buffer.distinct_ids.truncate(mark.2);
+                buffer.rows = mark.3;
+                return Err(e);
+            }
             buffer.rows >= self.max_rows
         };
         if full {
