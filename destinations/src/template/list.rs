@@ -1,0 +1,18 @@
+//! The one explicit list of destination templates: `(id, <id>.toml, <id>.hog)`, carried in the
+//! binary. Adding a template adds one line here (keep the list sorted by id), its two files under
+//! `destinations/templates/` and its case file under `destinations/tests/templates/`.
+
+macro_rules! templates {
+    ($($id:literal),* $(,)?) => {
+        &[$((
+            $id,
+            include_str!(concat!("../../templates/", $id, ".toml")),
+            include_str!(concat!("../../templates/", $id, ".hog")),
+        )),*]
+    };
+}
+
+/// `(id, manifest, code)` of every template.
+pub(crate) const TEMPLATES: &[(&str, &str, &str)] = templates![
+    "template-webhook",
+];
