@@ -753,3 +753,181 @@ fn compile_node(
         other => Node::Const(other.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::Choice;
+    use serde_json::json;
+
+    fn item(key: &str, kind: InputType) -> InputSchema {
+        InputSchema {
+            key: key.into(),
+            kind,
+            label: key.into(),
+            description: None,
+            required: false,
+            secret: false,
+            hidden: false,
+            default: None,
+            choices: None,
+            templating: true,
+            integration: None,
+            integration_key: None,
+            integration_field: None,
+        }
+    }
+
+    fn obj(v: Json) -> Map<String, Json> {
+        match v {
+            Json::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    fn globals() -> Value {
+        Value::dict_from([
+            (
+                "event",
+                from_json(&json!({"event": "$pageview", "properties": {"name": "Ada", "tags": ["a", "b"]}})),
+            ),
+            ("person", Value::Null),
+        ])
+    }
+
+    fn render(inputs: Json) -> Result<Json, RenderError> {
+        let compiled = CompiledInputs::without_schema(&obj(inputs)).map_err(|e| RenderError {
+            path: String::new(),
+            message: e.to_string(),
+        })?;
+        compiled.render_json(&globals())
+    }
+
+    #[test]
+    fn a_lone_expression_keeps_its_type_and_text_concatenates() {
+        let out = render(json!({
+            "props": "{event.properties}",
+            "tags": "{event.properties.tags}",
+            "greeting": "Hi {event.properties.name}!",
+            "missing": "[{event.properties.nope}]",
+            "plain": "no braces",
+            "number": 5,
+            "nested": {"list": ["{event.event}", 1, {"deep": "{event.properties.name}"}]},
+        }))
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({
+                "props": {"name": "Ada", "tags": ["a", "b"]},
+                "tags": ["a", "b"],
+                "greeting": "Hi Ada!",
+                "missing": "[]",
+                "plain": "no braces",
+                "number": 5,
+                "nested": {"list": ["$pageview", 1, {"deep": "Ada"}]},
+            })
+        );
+    }
+
+    #[test]
+    fn escapes_and_braces_inside_strings() {
+        let out = render(json!({
+            "brace": "\\{event.event}",
+            "newline": "a\\nb",
+            "quoted": "{concat('}', event.event)}",
+            "quote": "it's {event.event}",
+        }))
+        .unwrap();
+        assert_eq!(out, json!({"brace": "{event.event}", "newline": "a\nb", "quoted": "}$pageview", "quote": "it's $pageview"}));
+    }
+
+    #[test]
+    fn inputs_render_after_the_inputs_they_read() {
+        let out = render(json!({"a": "{inputs.b}-a", "b": "{event.event}"})).unwrap();
+        assert_eq!(out, json!({"b": "$pageview", "a": "$pageview-a"}));
+        let err = CompiledInputs::without_schema(&obj(json!({"a": "{inputs.b}", "b": "{inputs.a}"}))).unwrap_err();
+        assert!(matches!(err.0[0], InputError::Cycle { .. }), "{err}");
+    }
+
+    #[test]
+    fn compile_errors_name_the_path_and_column() {
+        let err = CompiledInputs::without_schema(&obj(json!({"body": {"text": "Hi {evnt.name}"}}))).unwrap_err();
+        match &err.0[0] {
+            InputError::Template { path, column, message } => {
+                assert_eq!(path, "body.text");
+                assert_eq!(*column, 5, "{message}");
+                assert!(message.contains("evnt"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = CompiledInputs::without_schema(&obj(json!({"x": ["ok", "oops {"]}))).unwrap_err();
+        assert_eq!(err.to_string(), "input `x[2]`, column 6: `{` is never closed by `}`");
+        assert_eq!(err.0[0].key(), "x");
+    }
+
+    #[test]
+    fn runtime_errors_name_the_path() {
+        let compiled = CompiledInputs::without_schema(&obj(json!({"x": {"y": "{jsonParse('{')}"}}))).unwrap();
+        let err = compiled.render(&globals()).unwrap_err();
+        assert_eq!(err.path, "x.y");
+        let compiled = CompiledInputs::without_schema(&obj(json!({"x": "{fetch('http://a')}"}))).unwrap();
+        let err = compiled.render(&globals()).unwrap_err();
+        assert!(err.message.contains("asynchronous"), "{err}");
+    }
+
+    #[test]
+    fn validation_reports_every_problem_by_key() {
+        let mut url = item("url", InputType::String);
+        url.required = true;
+        let mut method = item("method", InputType::Choice);
+        method.choices = Some(vec![
+            Choice { label: "POST".into(), value: json!("POST") },
+            Choice { label: "GET".into(), value: json!("GET") },
+        ]);
+        method.default = Some(json!("POST"));
+        let debug = item("debug", InputType::Boolean);
+        let headers = item("headers", InputType::Dictionary);
+        let schema = vec![url, method, debug, headers];
+
+        let err = validate(&schema, &obj(json!({"methd": "GET", "debug": 3, "headers": "x"})), true).unwrap_err();
+        let text: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            vec![
+                "unknown input `methd` (did you mean `method`?)",
+                "input `url` is required",
+                "input `debug` must be a boolean or a template string, not a number",
+                "input `headers` must be an object, not a string",
+            ]
+        );
+        let err = validate(&schema, &obj(json!({"url": "", "method": "PUT"})), true).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "input `url` is required; input `method` is \"PUT\", which is not one of \"POST\", \"GET\""
+        );
+        let ok = validate(&schema, &obj(json!({"url": "https://x", "debug": "{event.event == 'a'}"})), true).unwrap();
+        assert_eq!(Json::Object(ok), json!({"url": "https://x", "method": "POST", "debug": "{event.event == 'a'}"}));
+    }
+
+    #[test]
+    fn choices_and_integrations_are_not_templated_and_secrets_are_redacted() {
+        let mut method = item("method", InputType::Choice);
+        method.choices = Some(vec![Choice { label: "x".into(), value: json!("{x}") }]);
+        let mut token = item("token", InputType::String);
+        token.secret = true;
+        let account = item("account", InputType::Integration);
+        let schema = vec![method, token, account];
+        let inputs = obj(json!({"method": "{x}", "token": "s3cret", "account": {"access_token": "xoxb"}}));
+        let compiled = CompiledInputs::new(&schema, &inputs).unwrap();
+        let rendered = compiled.render(&globals()).unwrap();
+        assert_eq!(
+            hogpipe_dataflow::event::to_json(&rendered),
+            json!({"method": "{x}", "token": "s3cret", "account": {"access_token": "xoxb"}})
+        );
+        assert_eq!(compiled.sensitive_values(&rendered), vec!["s3cret", "xoxb"]);
+        assert_eq!(
+            Json::Object(redact(&schema, &inputs)),
+            json!({"method": "{x}", "token": REDACTED, "account": REDACTED})
+        );
+    }
+}
