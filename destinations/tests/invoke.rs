@@ -93,7 +93,8 @@ fn fetch_suspends_and_resumes_with_the_answer_several_times() {
         print('first', a.status, a.body.id)\n\
         let b := fetch(f'{inputs.url}/2', {'method': 'put', 'headers': {'X-Id': a.body.id}, 'body': 'raw'})\n\
         print('second', b.status, b.body)";
-    let inv = invoker(source, &[input("url", InputType::String, false)], json!({"url": "https://x.example/{event.event}"}));
+    let inv =
+        invoker(source, &[input("url", InputType::String, false)], json!({"url": "https://x.example/{event.event}"}));
     let (req, state) = expect_fetch(inv.start("fn-1", &event(), &project()));
     assert_eq!(req.method, "POST");
     assert_eq!(req.url, "https://x.example/$pageview");
@@ -101,7 +102,8 @@ fn fetch_suspends_and_resumes_with_the_answer_several_times() {
     assert_eq!(req.headers, vec![("Content-Type".to_string(), "application/json".to_string())]);
 
     // Resumed by another invoker, as in another process after a restart.
-    let other = invoker(source, &[input("url", InputType::String, false)], json!({"url": "https://x.example/{event.event}"}));
+    let other =
+        invoker(source, &[input("url", InputType::String, false)], json!({"url": "https://x.example/{event.event}"}));
     let (req, state) = expect_fetch(other.resume(&state, &ok(r#"{"id": "abc"}"#)));
     assert_eq!(req.method, "PUT");
     assert_eq!(req.url, "https://x.example/$pageview/2");
@@ -172,7 +174,11 @@ fn logs_are_capped_and_secrets_redacted() {
 
 #[test]
 fn bad_ids_states_and_inputs_fail_clearly() {
-    let inv = invoker("fetch('https://x.example')", &[input("n", InputType::Json, false)], json!({"n": "{1 / jsonParse('[')}"}));
+    let inv = invoker(
+        "fetch('https://x.example')",
+        &[input("n", InputType::Json, false)],
+        json!({"n": "{1 / jsonParse('[')}"}),
+    );
     match inv.start("fn-1", &event(), &project()) {
         Next::Failed { error, .. } => assert!(error.starts_with("Error building inputs: input `n`"), "{error}"),
         other => panic!("{other:?}"),
@@ -190,19 +196,20 @@ fn bad_ids_states_and_inputs_fail_clearly() {
     let (_, state) = expect_fetch(inv.start("fn-1", &event(), &project()));
     inv.remove("fn-1");
     match inv.resume(&state, &ok("")) {
-        Next::Failed { error, .. } => assert_eq!(error, "destination `fn-1` was removed while its request was in flight"),
+        Next::Failed { error, .. } => {
+            assert_eq!(error, "destination `fn-1` was removed while its request was in flight")
+        }
         other => panic!("{other:?}"),
     }
 
     let err = Destination::from_source("d", 1, "d", "let x := ", &[], &Map::new()).unwrap_err();
     assert!(err.to_string().contains("does not compile"), "{err}");
-    let err =
-        Destination::from_source("d", 1, "d", "1", &[input("url", InputType::String, false)], &{
-            let mut m = Map::new();
-            m.insert("ur".into(), json!("x"));
-            m
-        })
-        .unwrap_err();
+    let err = Destination::from_source("d", 1, "d", "1", &[input("url", InputType::String, false)], &{
+        let mut m = Map::new();
+        m.insert("ur".into(), json!("x"));
+        m
+    })
+    .unwrap_err();
     assert_eq!(err.to_string(), "destination d: unknown input `ur` (did you mean `url`?)");
     let err = Destination::from_bytecode("d", 1, "d", &json!(["_H", 1, 99]), None, &Map::new()).unwrap_err();
     assert!(err.to_string().contains("invalid bytecode"), "{err}");

@@ -207,7 +207,8 @@ mod tests {
 
     #[test]
     fn response_bodies_are_parsed_when_json() {
-        let r = |body: &str| to_json(&response_value(&HttpResponse { status: 201, headers: vec![], body: body.into() }));
+        let r =
+            |body: &str| to_json(&response_value(&HttpResponse { status: 201, headers: vec![], body: body.into() }));
         assert_eq!(r(r#"{"ok":true}"#), json!({"status": 201, "body": {"ok": true}}));
         assert_eq!(r("not json"), json!({"status": 201, "body": "not json"}));
         assert_eq!(r(""), json!({"status": 201, "body": ""}));

@@ -29,7 +29,7 @@ use std::sync::{Arc, RwLock};
 use hog_lang::ast::Span;
 use hog_lang::bytecode::{self, DecodeError, Item};
 use hog_lang::vm::{Limits, VmState};
-use hog_lang::{compile, Chunk, CompileOptions, Outcome, Value, Vm, VmError};
+use hog_lang::{compile, Chunk, CompileOptions, Outcome, Vm, VmError};
 use hogpipe_dataflow::event::{Event, Project};
 use serde_json::{Map, Value as Json};
 
@@ -165,7 +165,12 @@ impl Destination {
             name: name.to_string(),
             version,
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
-            code: Code { items: code.items, version: bytecode::VERSION, spans: Some(code.spans), source: Some(source.into()) },
+            code: Code {
+                items: code.items,
+                version: bytecode::VERSION,
+                spans: Some(code.spans),
+                source: Some(source.into()),
+            },
             inputs: compiled_inputs,
         })
     }
@@ -228,8 +233,8 @@ impl Destination {
 const CHUNK_CACHE_ENTRIES: usize = 4096;
 
 thread_local! {
+    // Only code here: values (a cached VM) would be dropped after hog-lang's own thread-locals.
     static CHUNKS: RefCell<HashMap<u64, Rc<Chunk>>> = RefCell::new(HashMap::new());
-    static VM: RefCell<Option<Vm>> = const { RefCell::new(None) };
 }
 
 /// The live destinations, by id, with a version that increases with every change.
@@ -323,26 +328,21 @@ impl Invoker {
             Ok(c) => c,
             Err(e) => return Next::Failed { error: format!("invalid bytecode: {e}"), logs: Vec::new() },
         };
-        let host = fetch::LogHost { lines: Vec::new(), dropped: 0, max: self.options.max_log_lines, sensitive: &sensitive };
-        VM.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            let vm = slot.get_or_insert_with(|| Vm::new(Value::Null));
-            vm.limits = self.options.limits.clone();
-            vm.reset(globals);
-            let mut host = host;
-            let outcome = vm.run(chunk, &mut host);
-            let saved = state::Saved {
-                function_id: dest.id.clone(),
-                team_id: dest.team_id,
-                version: dest.version,
-                logs: Vec::new(),
-                dropped: 0,
-                sensitive: sensitive.clone(),
-            };
-            let next = finish(vm, outcome, host, saved);
-            vm.reset(Value::Null);
-            next
-        })
+        let host =
+            fetch::LogHost { lines: Vec::new(), dropped: 0, max: self.options.max_log_lines, sensitive: &sensitive };
+        let mut vm = Vm::new(globals);
+        vm.limits = self.options.limits.clone();
+        let mut host = host;
+        let outcome = vm.run(chunk, &mut host);
+        let saved = state::Saved {
+            function_id: dest.id.clone(),
+            team_id: dest.team_id,
+            version: dest.version,
+            logs: Vec::new(),
+            dropped: 0,
+            sensitive: sensitive.clone(),
+        };
+        finish(&vm, outcome, host, saved)
     }
 }
 

@@ -412,9 +412,11 @@ fn input_references(s: &str, out: &mut Vec<String>) {
         let Piece::Expr(e, _) = p else { continue };
         let mut rest = e.as_str();
         while let Some(at) = rest.find("inputs.") {
-            let before_ok = at == 0 || !rest.as_bytes()[at - 1].is_ascii_alphanumeric() && rest.as_bytes()[at - 1] != b'_';
+            let before_ok =
+                at == 0 || !rest.as_bytes()[at - 1].is_ascii_alphanumeric() && rest.as_bytes()[at - 1] != b'_';
             let tail = &rest[at + "inputs.".len()..];
-            let name: String = tail.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '$').collect();
+            let name: String =
+                tail.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '$').collect();
             if before_ok && !name.is_empty() {
                 out.push(name);
             }
@@ -545,21 +547,13 @@ impl CompiledInputs {
             return Ok(inputs);
         }
         let chunks = self.chunks()?;
-        RENDER_VM.with(|vm| {
-            let mut vm = vm.borrow_mut();
-            vm.reset(globals.clone());
-            let result = (|| {
-                for (key, node) in &self.entries {
-                    let v = self.render_node(node, &chunks, &mut vm)?;
-                    if let Value::Dict(d) = &inputs {
-                        d.borrow_mut().insert(Key::str(key), v);
-                    }
-                }
-                Ok(())
-            })();
-            vm.reset(Value::Null);
-            result
-        })?;
+        let mut vm = render_vm(globals.clone());
+        for (key, node) in &self.entries {
+            let v = self.render_node(node, &chunks, &mut vm)?;
+            if let Value::Dict(d) = &inputs {
+                d.borrow_mut().insert(Key::str(key), v);
+            }
+        }
         Ok(inputs)
     }
 
@@ -614,14 +608,12 @@ impl CompiledInputs {
             }
             let mut out = Vec::with_capacity(self.templates.len());
             for (i, t) in self.templates.iter().enumerate() {
-                let chunk = bytecode::decode(
-                    "input",
-                    bytecode::VERSION,
-                    &t.items,
-                    Some(&t.spans),
-                    Some(Rc::from(&*t.source)),
-                )
-                .map_err(|e| RenderError { path: self.paths.get(i).cloned().unwrap_or_default(), message: e.to_string() })?;
+                let chunk =
+                    bytecode::decode("input", bytecode::VERSION, &t.items, Some(&t.spans), Some(Rc::from(&*t.source)))
+                        .map_err(|e| RenderError {
+                            path: self.paths.get(i).cloned().unwrap_or_default(),
+                            message: e.to_string(),
+                        })?;
                 out.push(Rc::new(chunk));
             }
             let chunks: Rc<[Rc<Chunk>]> = out.into();
@@ -661,13 +653,13 @@ impl CompiledInputs {
 const CHUNK_CACHE_ENTRIES: usize = 4096;
 
 thread_local! {
+    // Only code here: values (a cached VM) would be dropped after hog-lang's own thread-locals.
     static CHUNKS: RefCell<HashMap<u64, Rc<[Rc<Chunk>]>>> = RefCell::new(HashMap::new());
-    static RENDER_VM: RefCell<Vm> = RefCell::new(render_vm());
 }
 
 /// PostHog renders inputs with a 100 ms budget and no async calls.
-fn render_vm() -> Vm {
-    let mut vm = Vm::new(Value::Null);
+fn render_vm(globals: Value) -> Vm {
+    let mut vm = Vm::new(globals);
     vm.limits = Limits { timeout: Duration::from_millis(100), max_async_steps: 1, ..Limits::function() };
     vm.limits.max_print_lines = 0;
     vm
@@ -787,19 +779,14 @@ mod tests {
 
     fn globals() -> Value {
         Value::dict_from([
-            (
-                "event",
-                from_json(&json!({"event": "$pageview", "properties": {"name": "Ada", "tags": ["a", "b"]}})),
-            ),
+            ("event", from_json(&json!({"event": "$pageview", "properties": {"name": "Ada", "tags": ["a", "b"]}}))),
             ("person", Value::Null),
         ])
     }
 
     fn render(inputs: Json) -> Result<Json, RenderError> {
-        let compiled = CompiledInputs::without_schema(&obj(inputs)).map_err(|e| RenderError {
-            path: String::new(),
-            message: e.to_string(),
-        })?;
+        let compiled = CompiledInputs::without_schema(&obj(inputs))
+            .map_err(|e| RenderError { path: String::new(), message: e.to_string() })?;
         compiled.render_json(&globals())
     }
 
@@ -838,7 +825,10 @@ mod tests {
             "quote": "it's {event.event}",
         }))
         .unwrap();
-        assert_eq!(out, json!({"brace": "{event.event}", "newline": "a\nb", "quoted": "}$pageview", "quote": "it's $pageview"}));
+        assert_eq!(
+            out,
+            json!({"brace": "{event.event}", "newline": "a\nb", "quoted": "}$pageview", "quote": "it's $pageview"})
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@ macro_rules! templates {
     };
 }
 
-/// `(id, manifest, code)` of every template.
+/// `(id, manifest, code)` of every template, one per line (rustfmt would pack them).
+#[rustfmt::skip]
 pub(crate) const TEMPLATES: &[(&str, &str, &str)] = templates![
     "template-webhook",
 ];

@@ -268,8 +268,7 @@ impl Template {
     /// Builds a template from its two files; `file_id` is the name both files share.
     pub fn parse(file_id: &str, manifest: &str, code: &str) -> Result<Template, TemplateError> {
         let m: Manifest = toml::from_str(manifest).map_err(|e| {
-            let (line, column) =
-                e.span().map(|s| hog_lang::diagnostics::line_col(manifest, s.start)).unwrap_or((1, 1));
+            let (line, column) = e.span().map(|s| hog_lang::diagnostics::line_col(manifest, s.start)).unwrap_or((1, 1));
             TemplateError::Toml {
                 file: format!("templates/{file_id}.toml"),
                 line,
@@ -295,11 +294,8 @@ impl Template {
     }
 
     fn check_schema(&self) -> Result<(), TemplateError> {
-        let err = |key: &str, problem: String| TemplateError::Schema {
-            id: self.id.clone(),
-            key: key.to_string(),
-            problem,
-        };
+        let err =
+            |key: &str, problem: String| TemplateError::Schema { id: self.id.clone(), key: key.to_string(), problem };
         let mut seen = HashSet::new();
         for item in &self.inputs_schema {
             if !seen.insert(item.key.as_str()) {
@@ -311,7 +307,10 @@ impl Template {
                     return Err(err(&item.key, "`choices` is empty".into()));
                 }
                 (kind, Some(_)) if *kind != InputType::Choice => {
-                    return Err(err(&item.key, format!("`choices` is only for `choice` inputs, not `{}`", kind.as_str())));
+                    return Err(err(
+                        &item.key,
+                        format!("`choices` is only for `choice` inputs, not `{}`", kind.as_str()),
+                    ));
                 }
                 _ => {}
             }
@@ -393,11 +392,8 @@ pub fn load_all() -> Vec<Result<Template, TemplateError>> {
             }
             let t = Template::parse(id, manifest, code)?;
             t.compile()?;
-            let defaults: Map<String, Json> = t
-                .inputs_schema
-                .iter()
-                .filter_map(|i| i.default.as_ref().map(|d| (i.key.clone(), d.clone())))
-                .collect();
+            let defaults: Map<String, Json> =
+                t.inputs_schema.iter().filter_map(|i| i.default.as_ref().map(|d| (i.key.clone(), d.clone()))).collect();
             if let Err(errors) = inputs::CompiledInputs::compile_only(&t.inputs_schema, &defaults) {
                 let e = errors.0.into_iter().next();
                 if let Some(e) = e {
