@@ -15,5 +15,12 @@ macro_rules! templates {
 /// `(id, manifest, code)` of every template, one per line (rustfmt would pack them).
 #[rustfmt::skip]
 pub(crate) const TEMPLATES: &[(&str, &str, &str)] = templates![
+    "template-discord",
+    "template-make",
+    "template-microsoft-teams",
+    "template-n8n",
+    "template-slack",
+    "template-telegram",
     "template-webhook",
+    "template-zapier",
 ];
