@@ -5,6 +5,7 @@ mod bench_capture;
 mod bench_cli;
 mod bench_pipeline;
 mod config;
+mod destinations_cli;
 mod functions;
 mod hog_cli;
 mod serve;
@@ -34,6 +35,11 @@ enum Command {
     },
     /// Run hogpipe: capture endpoints and the event log (embedded by default).
     Serve(serve::ServeArgs),
+    /// The destination templates: `list` them, `show` one.
+    Destinations {
+        #[command(subcommand)]
+        command: destinations_cli::DestinationsCommand,
+    },
     /// Measure speed: `hogpipe bench hog` times the Hog VM on the benchmark programs.
     Bench {
         #[command(subcommand)]
@@ -46,6 +52,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Hog { command } => hog_cli::run(command),
         Command::Bench { command } => bench_cli::run(command),
+        Command::Destinations { command } => destinations_cli::run(command),
         Command::Serve(args) => match serve::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
