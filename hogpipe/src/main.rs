@@ -6,6 +6,7 @@ mod bench_cli;
 mod bench_pipeline;
 mod bench_warehouse;
 mod config;
+mod destinations_cli;
 mod functions;
 mod hog_cli;
 mod query_cli;
@@ -38,6 +39,11 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run one SQL query on the warehouse and print the rows as JSON.
     Query(query_cli::QueryArgs),
+    /// The destination templates: `list` them, `show` one.
+    Destinations {
+        #[command(subcommand)]
+        command: destinations_cli::DestinationsCommand,
+    },
     /// Measure speed: `hogpipe bench hog` times the Hog VM on the benchmark programs.
     Bench {
         #[command(subcommand)]
@@ -51,6 +57,7 @@ fn main() -> ExitCode {
         Command::Hog { command } => hog_cli::run(command),
         Command::Bench { command } => bench_cli::run(command),
         Command::Query(args) => query_cli::run(args),
+        Command::Destinations { command } => destinations_cli::run(command),
         Command::Serve(args) => match serve::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -1,0 +1,26 @@
+//! The one explicit list of destination templates: `(id, <id>.toml, <id>.hog)`, carried in the
+//! binary. Adding a template adds one line here (keep the list sorted by id), its two files under
+//! `destinations/templates/` and its case file under `destinations/tests/templates/`.
+
+macro_rules! templates {
+    ($($id:literal),* $(,)?) => {
+        &[$((
+            $id,
+            include_str!(concat!("../../templates/", $id, ".toml")),
+            include_str!(concat!("../../templates/", $id, ".hog")),
+        )),*]
+    };
+}
+
+/// `(id, manifest, code)` of every template, one per line (rustfmt would pack them).
+#[rustfmt::skip]
+pub(crate) const TEMPLATES: &[(&str, &str, &str)] = templates![
+    "template-discord",
+    "template-make",
+    "template-microsoft-teams",
+    "template-n8n",
+    "template-slack",
+    "template-telegram",
+    "template-webhook",
+    "template-zapier",
+];
