@@ -15,5 +15,22 @@ macro_rules! templates {
 /// `(id, manifest, code)` of every template, one per line (rustfmt would pack them).
 #[rustfmt::skip]
 pub(crate) const TEMPLATES: &[(&str, &str, &str)] = templates![
+    "template-attio",
+    "template-braze",
+    "template-brevo",
+    "template-customerio",
+    "template-hubspot",
+    "template-intercom",
+    "template-klaviyo-event",
+    "template-klaviyo-user",
+    "template-loops",
+    "template-loops-event",
+    "template-mailchimp",
+    "template-mailjet-create-contact",
+    "template-mailjet-update-contact-list",
+    "template-pipedrive",
+    "template-postmark",
+    "template-resend",
+    "template-sendgrid",
     "template-webhook",
 ];
