@@ -20,6 +20,7 @@ pub(crate) const TEMPLATES: &[(&str, &str, &str)] = templates![
     "template-brevo",
     "template-customerio",
     "template-hubspot",
+    "template-hubspot-company",
     "template-hubspot-event",
     "template-intercom",
     "template-intercom-event",
