@@ -15,5 +15,20 @@ macro_rules! templates {
 /// `(id, manifest, code)` of every template, one per line (rustfmt would pack them).
 #[rustfmt::skip]
 pub(crate) const TEMPLATES: &[(&str, &str, &str)] = templates![
+    "template-airtable",
+    "template-algolia",
+    "template-aws-kinesis",
+    "template-freshdesk",
+    "template-github",
+    "template-google-pubsub",
+    "template-jira",
+    "template-linear",
+    "template-opsgenie",
+    "template-pagerduty",
+    "template-salesforce-create",
+    "template-salesforce-update",
+    "template-twilio",
+    "template-webflow",
     "template-webhook",
+    "template-zendesk",
 ];
