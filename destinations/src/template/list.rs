@@ -15,5 +15,15 @@ macro_rules! templates {
 /// `(id, manifest, code)` of every template, one per line (rustfmt would pack them).
 #[rustfmt::skip]
 pub(crate) const TEMPLATES: &[(&str, &str, &str)] = templates![
+    "template-amplitude",
+    "template-google-ads",
+    "template-google-analytics-4",
+    "template-linkedin-ads",
+    "template-meta-ads",
+    "template-mixpanel",
+    "template-reddit-conversions-api",
+    "template-segment",
+    "template-snapchat-ads",
+    "template-tiktok-ads",
     "template-webhook",
 ];
