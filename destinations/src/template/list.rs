@@ -16,12 +16,16 @@ macro_rules! templates {
 #[rustfmt::skip]
 pub(crate) const TEMPLATES: &[(&str, &str, &str)] = templates![
     "template-amplitude",
+    "template-avo",
     "template-google-ads",
     "template-google-analytics-4",
+    "template-june",
     "template-linkedin-ads",
     "template-meta-ads",
     "template-mixpanel",
+    "template-pinterest-ads",
     "template-reddit-conversions-api",
+    "template-rudderstack",
     "template-segment",
     "template-snapchat-ads",
     "template-tiktok-ads",
