@@ -70,7 +70,10 @@ pub struct FunctionEntry {
     pub kind: FunctionType,
     /// Display name; default the id.
     pub name: Option<String>,
-    /// A `.hog` file (relative to the config file's folder) …
+    /// A destination template id (`template-slack`, see `hogpipe destinations list`): the code
+    /// comes from the template and `inputs` are checked against its schema …
+    pub template: Option<String>,
+    /// … or a `.hog` file (relative to the config file's folder) …
     pub file: Option<PathBuf>,
     /// … or the Hog source inline.
     pub hog: Option<String>,

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use hog_lang::{compile, CompileOptions};
 use hogpipe_dataflow::functions::{FunctionKind, FunctionSpec};
+use hogpipe_destinations::invoke::Destination;
 
 use crate::config::{Config, FunctionEntry, FunctionType};
 
@@ -26,17 +27,57 @@ pub fn compile_all(config: &Config, base: &Path) -> Result<Vec<FunctionSpec>> {
     Ok(out)
 }
 
-fn compile_one(entry: &FunctionEntry, base: &Path) -> Result<FunctionSpec> {
-    let (source, origin) = match (&entry.file, &entry.hog) {
-        (Some(file), None) => {
+/// The function's Hog source and where it came from (for diagnostics).
+fn source_of(entry: &FunctionEntry, base: &Path) -> Result<(String, String)> {
+    Ok(match (&entry.template, &entry.file, &entry.hog) {
+        (Some(id), None, None) => {
+            if entry.kind != FunctionType::Destination {
+                bail!("function {:?}: `template` is for destinations", entry.id);
+            }
+            let template = hogpipe_destinations::template::template(id).ok_or_else(|| {
+                anyhow::anyhow!("function {:?}: no destination template {id:?} (see `hogpipe destinations list`)", entry.id)
+            })?;
+            (template.code.clone(), format!("{id}.hog"))
+        }
+        (None, Some(file), None) => {
             let path = base.join(file);
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("function {:?}: cannot read {}", entry.id, path.display()))?;
             (text, path.display().to_string())
         }
-        (None, Some(hog)) => (hog.clone(), format!("function {}", entry.id)),
-        _ => bail!("function {:?}: give exactly one of `file` or `hog`", entry.id),
-    };
+        (None, None, Some(hog)) => (hog.clone(), format!("function {}", entry.id)),
+        _ => bail!("function {:?}: give exactly one of `template`, `file` or `hog`", entry.id),
+    })
+}
+
+/// The enabled destinations of the config, compiled with their inputs for the invoker: made
+/// from a template (inputs checked against its schema) or from Hog (every string input may be a
+/// template such as `'{event.properties.email}'`).
+pub fn destinations(config: &Config, base: &Path) -> Result<Vec<Destination>> {
+    let mut out = Vec::new();
+    for entry in config.functions.iter().filter(|f| f.kind == FunctionType::Destination) {
+        let name = entry.name.clone().unwrap_or_else(|| entry.id.clone());
+        let destination = match &entry.template {
+            Some(id) => {
+                let template = hogpipe_destinations::template::template(id)
+                    .ok_or_else(|| anyhow::anyhow!("function {:?}: no destination template {id:?}", entry.id))?;
+                Destination::from_template(&entry.id, entry.project, &name, template, &entry.inputs)
+            }
+            None => {
+                let (source, origin) = source_of(entry, base)?;
+                let code = compile(&source, &CompileOptions::default()).map_err(|d| {
+                    anyhow::anyhow!("function {:?} does not compile:\n{}", entry.id, d.render(&source, &origin))
+                })?;
+                Destination::from_bytecode(&entry.id, entry.project, &name, &code.to_json(), None, &entry.inputs)
+            }
+        };
+        out.push(destination.map_err(|e| anyhow::anyhow!("{e}"))?);
+    }
+    Ok(out)
+}
+
+fn compile_one(entry: &FunctionEntry, base: &Path) -> Result<FunctionSpec> {
+    let (source, origin) = source_of(entry, base)?;
     let code = compile(&source, &CompileOptions::default())
         .map_err(|d| anyhow::anyhow!("function {:?} does not compile:\n{}", entry.id, d.render(&source, &origin)))?;
     let filter = match &entry.filter {
