@@ -17,6 +17,11 @@ export HOGPIPE_REQUIRE_ORACLE=1
 step "installing the PostHog SDKs for the end-to-end tests"
 scripts/install-sdks.sh
 
+step "starting PostgreSQL (Debian's) for the sink tests"
+HOGPIPE_TEST_PG_URL=$(scripts/postgres.sh start hogpipe_test)
+export HOGPIPE_TEST_PG_URL
+trap 'scripts/postgres.sh stop' EXIT
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

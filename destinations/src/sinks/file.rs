@@ -51,7 +51,12 @@ fn default_max_age_secs() -> u64 {
 impl FileSinkConfig {
     /// A config for `dir` with the defaults.
     pub fn new(dir: impl Into<PathBuf>) -> FileSinkConfig {
-        FileSinkConfig { dir: dir.into(), max_bytes: default_max_bytes(), max_age_secs: default_max_age_secs(), keep: 0 }
+        FileSinkConfig {
+            dir: dir.into(),
+            max_bytes: default_max_bytes(),
+            max_age_secs: default_max_age_secs(),
+            keep: 0,
+        }
     }
 }
 
@@ -150,9 +155,9 @@ impl FileSink {
             let path = self.dir.join(format!("{PREFIX}{}-{seq}{SUFFIX}", now.format(TIME_FORMAT)));
             match OpenOptions::new().append(true).create_new(true).open(&path) {
                 Ok(file) => {
-                    File::open(&self.dir)
-                        .and_then(|d| d.sync_all())
-                        .map_err(|e| self.error(format!("syncing the directory after creating {}: {e}", path.display())))?;
+                    File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| {
+                        self.error(format!("syncing the directory after creating {}: {e}", path.display()))
+                    })?;
                     state.files.push_back(path.clone());
                     self.prune(state);
                     return Ok(Current { file, path, created: now, len: 0, dirty: false });
@@ -223,8 +228,7 @@ impl EventSink for FileSink {
         let mut buf = Vec::with_capacity(events.len() * 512);
         let mut line_ends = Vec::with_capacity(events.len());
         for event in events {
-            serde_json::to_writer(&mut buf, event)
-                .map_err(|e| self.error(format!("event {}: {e}", event.uuid)))?;
+            serde_json::to_writer(&mut buf, event).map_err(|e| self.error(format!("event {}: {e}", event.uuid)))?;
             buf.push(b'\n');
             line_ends.push(buf.len());
         }

@@ -157,7 +157,9 @@ impl EventSink for KafkaSink {
                         }
                     }
                     Err((error, _)) => {
-                        return Err(self.error(format!("could not queue event {} for {}: {error}", event.uuid, self.topic)))
+                        return Err(
+                            self.error(format!("could not queue event {} for {}: {error}", event.uuid, self.topic))
+                        )
                     }
                 }
             }

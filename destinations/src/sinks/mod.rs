@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use hogpipe_dataflow::sink::{EventSink, SinkError};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 mod file;
@@ -38,7 +40,14 @@ pub use webhook::{WebhookSink, WebhookSinkConfig};
 /// type = "file"        # or "kafka", "postgres", "webhook"
 /// dir = "exports"      # the fields of that sink's config
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+///
+/// The form is serde's internally tagged enum (`#[serde(tag = "type", rename_all = "snake_case")]`),
+/// deserialized by hand so that errors point into the entry: serde's derive reads an entry whole
+/// and its errors point at the start of the array (line 1, whichever entry is wrong). Fields read
+/// after `type` report their own line and column; fields read before it (with the `toml` crate's
+/// default sorted tables: those whose names sort before `type`) report the entry's `[[sinks]]`
+/// line and name the field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SinkConfig {
     /// Rotated JSON-lines files ([`FileSinkConfig`]).
@@ -63,6 +72,81 @@ impl SinkConfig {
             SinkConfig::Postgres(config) => Box::new(PostgresSink::new(config.clone())?),
             SinkConfig::Webhook(config) => Box::new(WebhookSink::new(config.clone())?),
         })
+    }
+}
+
+/// The `type` of a `[[sinks]]` entry.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SinkType {
+    File,
+    Kafka,
+    Postgres,
+    Webhook,
+}
+
+impl<'de> Deserialize<'de> for SinkConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<SinkConfig, D::Error> {
+        deserializer.deserialize_map(SinkConfigVisitor)
+    }
+}
+
+struct SinkConfigVisitor;
+
+impl<'de> Visitor<'de> for SinkConfigVisitor {
+    type Value = SinkConfig;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a sink: a table with `type` (file, kafka, postgres or webhook) and its fields")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SinkConfig, A::Error> {
+        // Fields before `type` are kept aside (they are rare: `type` usually comes first); the
+        // rest stream from the document straight into the sink's config, keeping their places.
+        let mut before = Vec::new();
+        let kind = loop {
+            let Some(key) = map.next_key::<String>()? else {
+                return Err(de::Error::missing_field("type"));
+            };
+            if key == "type" {
+                break map.next_value::<SinkType>()?;
+            }
+            before.push((key, map.next_value::<serde_json::Value>()?));
+        };
+        let fields = MapAccessDeserializer::new(Fields { before: before.into_iter(), pending: None, map });
+        Ok(match kind {
+            SinkType::File => SinkConfig::File(FileSinkConfig::deserialize(fields)?),
+            SinkType::Kafka => SinkConfig::Kafka(KafkaSinkConfig::deserialize(fields)?),
+            SinkType::Postgres => SinkConfig::Postgres(PostgresSinkConfig::deserialize(fields)?),
+            SinkType::Webhook => SinkConfig::Webhook(WebhookSinkConfig::deserialize(fields)?),
+        })
+    }
+}
+
+/// A sink's fields: those read before `type`, then the rest of the document's table.
+struct Fields<A> {
+    before: std::vec::IntoIter<(String, serde_json::Value)>,
+    pending: Option<(String, serde_json::Value)>,
+    map: A,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Fields<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+        if let Some((key, value)) = self.before.next() {
+            let found = seed.deserialize(IntoDeserializer::<A::Error>::into_deserializer(key.as_str())).map(Some);
+            self.pending = Some((key, value));
+            return found;
+        }
+        self.map.next_key_seed(seed)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        match self.pending.take() {
+            Some((key, value)) => seed.deserialize(value).map_err(|e| de::Error::custom(format_args!("`{key}`: {e}"))),
+            None => self.map.next_value_seed(seed),
+        }
     }
 }
 

@@ -151,8 +151,7 @@ impl PostgresSink {
     fn connect(&self) -> Result<Connection, SinkError> {
         let mut client = self.config.connect(NoTls).map_err(|e| self.error(format!("connecting: {e}")))?;
         client.batch_execute(&self.create_sql).map_err(|e| self.error(format!("creating the table: {e}")))?;
-        let insert =
-            client.prepare(&self.insert_sql).map_err(|e| self.error(format!("preparing the insert: {e}")))?;
+        let insert = client.prepare(&self.insert_sql).map_err(|e| self.error(format!("preparing the insert: {e}")))?;
         Ok(Connection { client, insert })
     }
 

@@ -213,7 +213,8 @@ impl WebhookSink {
         }
         let retry = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
         let body = String::from_utf8_lossy(&excerpt);
-        let message = if body.trim().is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {}", body.trim()) };
+        let message =
+            if body.trim().is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {}", body.trim()) };
         Err(Failure { message, retry, retry_after })
     }
 
@@ -229,10 +230,8 @@ impl WebhookSink {
             };
             if !failure.retry || attempt >= max_attempts {
                 let tries = if attempt == 1 { "1 attempt".to_string() } else { format!("{attempt} attempts") };
-                return Err(self.error(format!(
-                    "POST {} ({events} events): {} (after {tries})",
-                    self.shown_url, failure.message
-                )));
+                return Err(self
+                    .error(format!("POST {} ({events} events): {} (after {tries})", self.shown_url, failure.message)));
             }
             let wait = self.backoff(attempt, failure.retry_after);
             tracing::debug!(url = %self.shown_url, attempt, error = %failure.message, wait_ms = wait.as_millis() as u64, "webhook sink: retrying");
