@@ -123,6 +123,11 @@ impl PostgresSink {
         if pg.get_application_name().is_none() {
             pg.application_name("hogpipe");
         }
+        // A write is acknowledged once durable: commits wait for the WAL flush, whatever the
+        // server's default (unless the URL sets its own `options`).
+        if pg.get_options().is_none() {
+            pg.options("-c synchronous_commit=on");
+        }
         let table = quoted_table(&config.table).ok_or_else(|| {
             err(format!(
                 "the table name {:?} is not `name` or `schema.name` of letters, digits and `_` (at most 63 each)",

@@ -179,3 +179,27 @@ fn an_unusable_directory_is_an_error_naming_it() {
     let err = FileSink::open(data.path(), FileSinkConfig::new("blocker/sub")).expect_err("cannot create the dir");
     assert!(err.to_string().contains("blocker/sub"), "{err}");
 }
+
+#[test]
+fn writers_on_several_threads_never_interleave_lines() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let config = FileSinkConfig { max_bytes: 20_000, max_age_secs: 0, ..FileSinkConfig::new("threads") };
+    let sink = FileSink::open(data.path(), config).expect("open");
+    let per_thread: Vec<Vec<Event>> = (0..4).map(|t| events(6 + t, 0, 100)).collect();
+    std::thread::scope(|scope| {
+        for batch in &per_thread {
+            let sink = &sink;
+            scope.spawn(move || {
+                for chunk in batch.chunks(7) {
+                    sink.write(&refs(chunk)).expect("write");
+                }
+            });
+        }
+    });
+    let read = read_all(&data.path().join("threads"));
+    for (t, batch) in per_thread.iter().enumerate() {
+        let salt = format!("{:08x}", 6 + t);
+        let mine: Vec<&Event> = read.iter().filter(|e| e.uuid.starts_with(&salt)).collect();
+        assert_eq!(mine, batch.iter().collect::<Vec<_>>(), "thread {t}: all its events, in order");
+    }
+}

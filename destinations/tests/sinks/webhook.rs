@@ -161,3 +161,25 @@ fn bad_urls_and_headers_are_rejected() {
     let err = WebhookSink::new(config).expect_err("bad value");
     assert!(err.to_string().contains("headers.authorization") && !err.to_string().contains("secret"), "{err}");
 }
+
+#[test]
+fn writers_on_several_threads_share_the_sink() {
+    let server = Server::start(200, vec![]);
+    let sink = WebhookSink::new(fast(server.url())).expect("create the sink");
+    let per_thread: Vec<Vec<Event>> = (0..4).map(|t| events(35 + t, 0, 50)).collect();
+    std::thread::scope(|scope| {
+        for batch in &per_thread {
+            let sink = &sink;
+            scope.spawn(move || {
+                for chunk in batch.chunks(10) {
+                    sink.write(&refs(chunk)).expect("delivered");
+                }
+            });
+        }
+    });
+    let mut got: Vec<String> = server.seen().into_iter().flat_map(|s| s.events).map(|e| e.uuid).collect();
+    let mut want: Vec<String> = per_thread.iter().flatten().map(|e| e.uuid.clone()).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "every event once");
+}
