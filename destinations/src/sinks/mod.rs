@@ -101,8 +101,9 @@ impl<'de> Visitor<'de> for SinkConfigVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SinkConfig, A::Error> {
-        // Fields before `type` are kept aside (they are rare: `type` usually comes first); the
-        // rest stream from the document straight into the sink's config, keeping their places.
+        // Fields met before `type` (in the order the format gives them: `toml` sorts a table's
+        // keys) are kept aside as JSON values; the rest stream from the document straight into
+        // the sink's config, so their errors keep their line and column.
         let mut before = Vec::new();
         let kind = loop {
             let Some(key) = map.next_key::<String>()? else {
