@@ -21,6 +21,10 @@ step "installing the warehouse backends (chDB, Debian's clickhouse-server)"
 HOGPIPE_CHDB_LIB="$(scripts/install-chdb.sh)"
 export HOGPIPE_CHDB_LIB
 scripts/clickhouse.sh install
+step "starting PostgreSQL (Debian's) for the sink tests"
+HOGPIPE_TEST_PG_URL=$(scripts/postgres.sh start hogpipe_test)
+export HOGPIPE_TEST_PG_URL
+trap 'scripts/postgres.sh stop' EXIT
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
