@@ -33,6 +33,9 @@ pub struct Config {
     /// The warehouse (embedded chDB by default).
     #[serde(default)]
     pub warehouse: hogpipe_warehouse::WarehouseConfig,
+    /// Native sinks every processed event also goes to (`type = "file" | "kafka" | "postgres" | "webhook"`).
+    #[serde(default)]
+    pub sinks: Vec<hogpipe_destinations::sinks::SinkConfig>,
 }
 
 /// `[dataflow]`

@@ -241,6 +241,10 @@ fn start_dataflow(
     if let Some(file) = open(&config.dataflow.events_file)? {
         event_sinks.push(file);
     }
+    for (i, sink) in config.sinks.iter().enumerate() {
+        let built = sink.build(data_dir).with_context(|| format!("[[sinks]] number {}", i + 1))?;
+        event_sinks.push(Arc::from(built));
+    }
     let events: Arc<dyn EventSink> = match event_sinks.len() {
         0 => Arc::new(NullSink),
         1 => event_sinks.remove(0),
