@@ -74,8 +74,9 @@ impl DeadLetters {
         if !path.exists() {
             return Err(EngineError::Missing(path));
         }
-        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(|source| EngineError::Store { path: path.clone(), source })?;
+        let conn =
+            Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|source| EngineError::Store { path: path.clone(), source })?;
         store::configure(&conn, &path)?;
         store::create_schema(&conn, &path)?;
         Ok(DeadLetters { path, conn: Mutex::new(conn) })
@@ -97,8 +98,9 @@ impl DeadLetters {
                 rows.collect::<Result<Vec<_>, _>>().map_err(self.err())?
             }
             None => {
-                let mut stmt =
-                    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM dead_letters ORDER BY id")).map_err(self.err())?;
+                let mut stmt = conn
+                    .prepare_cached(&format!("SELECT {COLUMNS} FROM dead_letters ORDER BY id"))
+                    .map_err(self.err())?;
                 let rows = stmt.query_map([], RawDeadLetter::from_row).map_err(self.err())?;
                 rows.collect::<Result<Vec<_>, _>>().map_err(self.err())?
             }
@@ -110,7 +112,11 @@ impl DeadLetters {
     pub fn get(&self, id: i64) -> Result<Option<DeadLetter>, EngineError> {
         let conn = lock(&self.conn);
         let raw = conn
-            .query_row(&format!("SELECT {COLUMNS} FROM dead_letters WHERE id = ?1"), params![id], RawDeadLetter::from_row)
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM dead_letters WHERE id = ?1"),
+                params![id],
+                RawDeadLetter::from_row,
+            )
             .optional()
             .map_err(self.err())?;
         raw.map(|r| r.decode(&self.path)).transpose()

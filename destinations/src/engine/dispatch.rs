@@ -189,8 +189,8 @@ pub(crate) async fn run_dispatcher(shared: Arc<Shared>, dest: Arc<Dest>) {
         match step {
             Step::Send(job) => {
                 if let Some(limit) = &settings.rate_limit {
-                    let b = bucket
-                        .get_or_insert_with(|| Bucket { tokens: f64::from(limit.burst), last: Instant::now() });
+                    let b =
+                        bucket.get_or_insert_with(|| Bucket { tokens: f64::from(limit.burst), last: Instant::now() });
                     let wait = b.take(limit);
                     if !wait.is_zero() {
                         tokio::time::sleep(wait).await;

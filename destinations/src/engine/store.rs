@@ -152,7 +152,9 @@ impl Writer {
                         self.refresh_logged();
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::error!(path = %self.path.display(), error = %e, "cannot poll the delivery store"),
+                    Err(e) => {
+                        tracing::error!(path = %self.path.display(), error = %e, "cannot poll the delivery store")
+                    }
                 }
             }
         }
@@ -203,11 +205,7 @@ impl Writer {
     }
 
     /// One transaction for everything; returns the ids given to the enqueued jobs.
-    fn commit(
-        &mut self,
-        enqueues: &[Enqueued],
-        changes: &[Op],
-    ) -> rusqlite::Result<Vec<Vec<i64>>> {
+    fn commit(&mut self, enqueues: &[Enqueued], changes: &[Op]) -> rusqlite::Result<Vec<Vec<i64>>> {
         let tx = self.conn.transaction()?;
         let now = now_ms();
         let mut ids = Vec::with_capacity(enqueues.len());
@@ -243,8 +241,10 @@ impl Writer {
                         .execute(params![id, request, state, now])?;
                     }
                     Op::Retry { id, attempts, next_at, error } => {
-                        tx.prepare_cached("UPDATE jobs SET attempts = ?2, next_at = ?3, last_error = ?4 WHERE id = ?1")?
-                            .execute(params![id, attempts, next_at, error])?;
+                        tx.prepare_cached(
+                            "UPDATE jobs SET attempts = ?2, next_at = ?3, last_error = ?4 WHERE id = ?1",
+                        )?
+                        .execute(params![id, attempts, next_at, error])?;
                     }
                     Op::Dead { id, attempts, error, .. } => {
                         tx.prepare_cached(
@@ -265,12 +265,7 @@ impl Writer {
     }
 
     /// Counts, hands new jobs to their destinations (or leaves them on disk), answers callers.
-    fn after_commit(
-        &mut self,
-        enqueues: Vec<Enqueued>,
-        ids: Vec<Vec<i64>>,
-        changes: &[Op],
-    ) {
+    fn after_commit(&mut self, enqueues: Vec<Enqueued>, ids: Vec<Vec<i64>>, changes: &[Op]) {
         for op in changes {
             if let Op::Finish { dest, .. } | Op::Dead { dest, .. } = op {
                 dest.counters.queued.fetch_sub(1, Relaxed);
