@@ -31,10 +31,19 @@ pub enum BenchCommand {
     Capture(crate::bench_capture::CaptureBenchArgs),
     /// Events/s from the log through three Hog transformations and a filter to a null sink.
     Pipeline(crate::bench_pipeline::PipelineBenchArgs),
+    /// Deliveries/s, added latency and memory of the delivery engine against a loopback server.
+    Destinations(crate::bench_destinations::DestinationsBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> ExitCode {
     match cmd {
+        BenchCommand::Destinations(args) => match crate::bench_destinations::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         BenchCommand::Pipeline(args) => match crate::bench_pipeline::run_bench(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

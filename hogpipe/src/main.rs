@@ -3,8 +3,10 @@
 mod alloc;
 mod bench_capture;
 mod bench_cli;
+mod bench_destinations;
 mod bench_pipeline;
 mod config;
+mod dead_letters_cli;
 mod functions;
 mod hog_cli;
 mod serve;
@@ -39,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         command: bench_cli::BenchCommand,
     },
+    /// Destinations: the delivery engine's dead letters.
+    Destinations {
+        #[command(subcommand)]
+        command: dead_letters_cli::DestinationsCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +53,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Hog { command } => hog_cli::run(command),
         Command::Bench { command } => bench_cli::run(command),
+        Command::Destinations { command } => dead_letters_cli::run_destinations(command),
         Command::Serve(args) => match serve::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

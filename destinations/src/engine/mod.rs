@@ -54,6 +54,10 @@ use store::Op;
 /// The SQLite file the engine keeps in its directory (jobs and dead letters).
 pub const DB_FILE: &str = "delivery.sqlite";
 
+/// The engine's directory inside hogpipe's data dir (`<data_dir>/destinations`), where
+/// `hogpipe serve` opens it and the `dead-letters` CLI looks for it.
+pub const DATA_SUBDIR: &str = "destinations";
+
 /// A suspended invocation waiting for its HTTP request to be performed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
