@@ -380,15 +380,35 @@ pub fn run_with(args: DestinationsBenchArgs, resume: Arc<dyn Resume>, make: JobM
     if args.json {
         println!("{result}");
     } else {
-        println!("throughput  {:>9.0} deliveries/s  ({} jobs, {} destinations, {:.2} s; enqueue took {:.2} s)",
-            args.jobs as f64 / secs, args.jobs, args.destinations, secs, enqueued_in.as_secs_f64());
-        println!("            enqueue→resume under saturation: p50 {:.1} ms, p99 {:.1} ms", percentile(&sat, 0.5), percentile(&sat, 0.99));
-        println!("latency     at {} jobs/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (enqueue call → resume)",
-            args.rate, percentile(&paced, 0.5), percentile(&paced, 0.99), percentile(&paced, 1.0));
+        println!(
+            "throughput  {:>9.0} deliveries/s  ({} jobs, {} destinations, {:.2} s; enqueue took {:.2} s)",
+            args.jobs as f64 / secs,
+            args.jobs,
+            args.destinations,
+            secs,
+            enqueued_in.as_secs_f64()
+        );
+        println!(
+            "            enqueue→resume under saturation: p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&sat, 0.5),
+            percentile(&sat, 0.99)
+        );
+        println!(
+            "latency     at {} jobs/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (enqueue call → resume)",
+            args.rate,
+            percentile(&paced, 0.5),
+            percentile(&paced, 0.99),
+            percentile(&paced, 1.0)
+        );
         println!("stalled     live destination: {} deliveries, p50 {:.2} ms, p99 {:.2} ms; stalled one: {} pending, {} in memory, {} in flight",
             live.len(), percentile(&live, 0.5), percentile(&live, 0.99), stalled.queued, stalled.in_memory, stalled.in_flight);
-        println!("memory      RSS {} MiB at start, {} MiB after the throughput run; stalled run: {} MiB → {} MiB",
-            rss_start / 1024, rss_after_throughput / 1024, rss_before / 1024, rss_after / 1024);
+        println!(
+            "memory      RSS {} MiB at start, {} MiB after the throughput run; stalled run: {} MiB → {} MiB",
+            rss_start / 1024,
+            rss_after_throughput / 1024,
+            rss_before / 1024,
+            rss_after / 1024
+        );
     }
     Ok(())
 }

@@ -17,9 +17,11 @@
 //! may be called from any thread (not from inside an async task of another runtime: it blocks).
 //! Dropping the engine stops it; it must not be dropped inside an async context.
 //!
-//! **Durability: at-least-once.** A job leaves the queue only after `resume` returned. After a
-//! crash, jobs that were in flight (or answered but not yet removed) are sent again, and jobs
-//! waiting for a retry keep their attempt count and time.
+//! **Durability: at-least-once.** `enqueue` returns once its transaction is fsynced. A job leaves
+//! the queue only after `resume` returned (its removal, or its follow-up request, is committed
+//! afterwards without waiting for an fsync). After a crash, jobs that were in flight, or answered
+//! but whose removal was not yet on disk, are sent and resumed again; jobs waiting for a retry
+//! keep their attempt count and time (as of their last committed change).
 //!
 //! **Back-pressure and isolation.** Each destination holds at most
 //! [`DestinationSettings::memory_queue`] jobs in memory (queued, waiting for a retry, or in flight)
@@ -215,7 +217,7 @@ impl Engine {
         // Loads what is on disk before the first enqueue can be answered.
         let mut writer = store::Writer::new(shared.clone(), conn, path)?;
         let thread = std::thread::Builder::new()
-            .name("hogpipe-delivery-store".into())
+            .name("hogpipe-dstore".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| EngineError::Start(format!("store thread: {e}")))?;
         Ok(Engine { shared, admin, runtime: Some(runtime), writer: Some(thread) })
@@ -264,6 +266,13 @@ impl Engine {
     pub fn configure(&self, function_id: &str, settings: DestinationSettings) {
         let dest = self.shared.dest(function_id);
         dest.set_settings(settings.sanitized());
+        // A larger memory bound may make room for jobs waiting on disk.
+        let mut q = lock(&dest.queue);
+        if q.spilled && !q.load_requested {
+            q.load_requested = true;
+            drop(q);
+            self.shared.send(Op::Load(dest.clone()));
+        }
     }
 
     /// Dead letters, oldest first, of one function or of all.
