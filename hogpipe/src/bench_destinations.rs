@@ -37,9 +37,12 @@ pub struct DestinationsBenchArgs {
     /// Seconds of the latency run.
     #[arg(long, default_value_t = 3.0)]
     latency_seconds: f64,
-    /// Seconds of the stalled run.
+    /// Seconds of the stalled run (whole seconds).
     #[arg(long, default_value_t = 10.0)]
     stall_seconds: f64,
+    /// Threads calling `enqueue` at once in the throughput run (the dataflow's workers).
+    #[arg(long, default_value_t = 2)]
+    producers: usize,
     /// Threads of the engine's runtime.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -227,7 +230,7 @@ fn produce(
     seqs: std::ops::Range<usize>,
     batch: usize,
     rate: Option<usize>,
-    route: &dyn Fn(usize) -> (String, String),
+    route: &(dyn Fn(usize) -> (String, String) + Sync),
 ) -> Result<()> {
     let start = Instant::now();
     let mut next = seqs.start;
@@ -274,14 +277,15 @@ pub fn run(args: DestinationsBenchArgs) -> Result<()> {
 
 /// Runs the benchmark with these jobs and this `Resume` (e.g. the webhook template's invoker).
 pub fn run_with(args: DestinationsBenchArgs, resume: Arc<dyn Resume>, make: JobMaker) -> Result<()> {
-    if args.jobs == 0 || args.batch == 0 || args.destinations == 0 || args.rate == 0 {
-        bail!("--jobs, --batch, --destinations and --rate must be at least 1");
+    if args.jobs == 0 || args.batch == 0 || args.destinations == 0 || args.rate == 0 || args.producers == 0 {
+        bail!("--jobs, --batch, --destinations, --producers and --rate must be at least 1");
     }
     let servers = start_servers().context("cannot start the loopback HTTP servers")?;
     let dir = std::env::temp_dir().join(format!("hogpipe-bench-destinations-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let latency_jobs = (args.rate as f64 * args.latency_seconds).ceil() as usize;
-    let stall_jobs = (args.rate as f64 * args.stall_seconds).ceil() as usize;
+    let stall_seconds = args.stall_seconds.ceil().max(1.0) as usize;
+    let stall_jobs = args.rate * stall_seconds;
     let total = args.jobs + latency_jobs + stall_jobs;
     let timed = Arc::new(Timed::new(resume, total));
     let config = EngineConfig {
@@ -296,15 +300,33 @@ pub fn run_with(args: DestinationsBenchArgs, resume: Arc<dyn Resume>, make: JobM
     let spread = |s: usize| (ids[s % ids.len()].clone(), ok_url.clone());
     let rss_start = rss_kib();
 
-    // 1. Throughput.
+    // 1. Throughput: `producers` threads (as dataflow workers) enqueue batches as fast as they can.
     if !args.json {
-        eprintln!("throughput: {} jobs over {} destinations …", args.jobs, args.destinations);
+        eprintln!(
+            "throughput: {} jobs over {} destinations from {} producers …",
+            args.jobs, args.destinations, args.producers
+        );
     }
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
-    produce(&engine, MAX_PENDING, &timed, &make, 0..args.jobs, args.batch, None, &spread)?;
+    let per = args.jobs.div_ceil(args.producers);
+    std::thread::scope(|scope| -> Result<()> {
+        let handles: Vec<_> = (0..args.producers)
+            .map(|p| {
+                let range = (p * per).min(args.jobs)..((p + 1) * per).min(args.jobs);
+                let (engine, timed, make, spread) = (&engine, &*timed, &make, &spread);
+                scope.spawn(move || produce(engine, MAX_PENDING, timed, make, range, args.batch, None, spread))
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| anyhow::anyhow!("a producer thread panicked"))??;
+        }
+        Ok(())
+    })?;
     let enqueued_in = started.elapsed();
     wait_done(&timed, args.jobs, Duration::from_secs(600))?;
     let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
     let sat = timed.latencies(0..args.jobs);
     let rss_after_throughput = rss_kib();
 
@@ -318,9 +340,9 @@ pub fn run_with(args: DestinationsBenchArgs, resume: Arc<dyn Resume>, make: JobM
     wait_done(&timed, args.jobs + latency_jobs, Duration::from_secs(600))?;
     let paced = timed.latencies(range);
 
-    // 3. One destination stalled, another delivering.
+    // 3. One destination stalled, another delivering; RSS sampled every second.
     if !args.json {
-        eprintln!("stalled: {} jobs/s for {} s, half to a server that never answers …", args.rate, args.stall_seconds);
+        eprintln!("stalled: {} jobs/s for {stall_seconds} s, half to a server that never answers …", args.rate);
     }
     let stalled_url = servers.stalled.clone();
     let ok_url = servers.ok.clone();
@@ -332,15 +354,14 @@ pub fn run_with(args: DestinationsBenchArgs, resume: Arc<dyn Resume>, make: JobM
         }
     };
     let start = args.jobs + latency_jobs;
-    let warm = start + stall_jobs / 5;
-    let began = Instant::now();
-    produce(&engine, MAX_PENDING, &timed, &make, start..warm, small_batch, Some(args.rate), &halves)?;
-    let rss_before = rss_kib();
-    produce(&engine, MAX_PENDING, &timed, &make, warm..start + stall_jobs, small_batch, Some(args.rate), &halves)?;
+    let mut rss_samples = Vec::with_capacity(stall_seconds);
+    for second in 0..stall_seconds {
+        let from = start + second * args.rate;
+        produce(&engine, MAX_PENDING, &timed, &make, from..from + args.rate, small_batch, Some(args.rate), &halves)?;
+        rss_samples.push(rss_kib());
+    }
     let live_jobs = (start..start + stall_jobs).filter(|s| s.is_multiple_of(2)).count();
     wait_done(&timed, args.jobs + latency_jobs + live_jobs, Duration::from_secs(600))?;
-    let stall_secs = began.elapsed().as_secs_f64();
-    let rss_after = rss_kib();
     let live = timed.latencies(start..start + stall_jobs);
     let stalled = engine.destination_metrics("stalled").unwrap_or_default();
     drop(engine);
@@ -350,9 +371,12 @@ pub fn run_with(args: DestinationsBenchArgs, resume: Arc<dyn Resume>, make: JobM
     let result = serde_json::json!({
         "throughput": {
             "jobs": args.jobs,
+            "producers": args.producers,
             "seconds": secs,
             "deliveries_per_second": args.jobs as f64 / secs,
             "enqueue_seconds": enqueued_in.as_secs_f64(),
+            "cpu_seconds": cpu,
+            "cpu_micros_per_delivery": cpu * 1e6 / args.jobs as f64,
             "p50_ms": percentile(&sat, 0.5),
             "p99_ms": percentile(&sat, 0.99),
             "rss_kib_before": rss_start,
@@ -366,49 +390,72 @@ pub fn run_with(args: DestinationsBenchArgs, resume: Arc<dyn Resume>, make: JobM
             "max_ms": percentile(&paced, 1.0),
         },
         "stalled": {
-            "seconds": stall_secs,
+            "seconds": stall_seconds,
             "live_deliveries": live.len(),
             "live_p50_ms": percentile(&live, 0.5),
             "live_p99_ms": percentile(&live, 0.99),
             "stalled_pending": stalled.queued,
             "stalled_in_memory": stalled.in_memory,
             "stalled_in_flight": stalled.in_flight,
-            "rss_kib_before": rss_before,
-            "rss_kib_after": rss_after,
+            "rss_kib_each_second": rss_samples,
         },
     });
     if args.json {
         println!("{result}");
-    } else {
-        println!(
-            "throughput  {:>9.0} deliveries/s  ({} jobs, {} destinations, {:.2} s; enqueue took {:.2} s)",
-            args.jobs as f64 / secs,
-            args.jobs,
-            args.destinations,
-            secs,
-            enqueued_in.as_secs_f64()
-        );
-        println!(
-            "            enqueue→resume under saturation: p50 {:.1} ms, p99 {:.1} ms",
-            percentile(&sat, 0.5),
-            percentile(&sat, 0.99)
-        );
-        println!(
-            "latency     at {} jobs/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (enqueue call → resume)",
-            args.rate,
-            percentile(&paced, 0.5),
-            percentile(&paced, 0.99),
-            percentile(&paced, 1.0)
-        );
-        println!("stalled     live destination: {} deliveries, p50 {:.2} ms, p99 {:.2} ms; stalled one: {} pending, {} in memory, {} in flight",
-            live.len(), percentile(&live, 0.5), percentile(&live, 0.99), stalled.queued, stalled.in_memory, stalled.in_flight);
-        println!(
-            "memory      RSS {} MiB at start, {} MiB after the throughput run; stalled run: {} MiB → {} MiB",
-            rss_start / 1024,
-            rss_after_throughput / 1024,
-            rss_before / 1024,
-            rss_after / 1024
-        );
+        return Ok(());
     }
+    println!(
+        "throughput  {:.0} deliveries/s ({} jobs, {} destinations, {} producers, {:.2} s; enqueue done after {:.2} s)",
+        args.jobs as f64 / secs,
+        args.jobs,
+        args.destinations,
+        args.producers,
+        secs,
+        enqueued_in.as_secs_f64()
+    );
+    println!(
+        "            CPU {:.2} s = {:.1} µs per delivery (engine, store, server and producers together)",
+        cpu,
+        cpu * 1e6 / args.jobs as f64
+    );
+    println!(
+        "            enqueue→resume while saturated: p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&sat, 0.5),
+        percentile(&sat, 0.99)
+    );
+    println!(
+        "latency     at {} jobs/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (enqueue call → resume)",
+        args.rate,
+        percentile(&paced, 0.5),
+        percentile(&paced, 0.99),
+        percentile(&paced, 1.0)
+    );
+    println!(
+        "stalled     live: {} deliveries, p50 {:.2} ms, p99 {:.2} ms; stalled: {} pending, {} in memory, {} in flight",
+        live.len(),
+        percentile(&live, 0.5),
+        percentile(&live, 0.99),
+        stalled.queued,
+        stalled.in_memory,
+        stalled.in_flight
+    );
+    let samples: Vec<String> = rss_samples.iter().map(|k| format!("{:.1}", *k as f64 / 1024.0)).collect();
+    println!(
+        "memory      RSS MiB: {:.1} at start, {:.1} after the throughput run; stalled run, each second: {}",
+        rss_start as f64 / 1024.0,
+        rss_after_throughput as f64 / 1024.0,
+        samples.join(" ")
+    );
     Ok(())
+}
+
+/// User + system CPU time of the process so far (from `/proc/self/stat`, in clock ticks of 10 ms).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return f64::NAN };
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return f64::NAN };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    (ticks(11) + ticks(12)) / 100.0
 }

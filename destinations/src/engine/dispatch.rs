@@ -107,6 +107,9 @@ pub(crate) struct Dest {
     /// Wakes the dispatcher: a job became ready, a slot freed, settings changed, or stopping.
     pub wake: Notify,
     pub counters: Counters,
+    /// The last URL parsed for this destination (a function usually sends to one URL; parsing
+    /// with IDNA is a visible share of a request's cost).
+    last_url: Mutex<Option<(String, reqwest::Url)>>,
 }
 
 impl Dest {
@@ -117,6 +120,7 @@ impl Dest {
             queue: Mutex::new(DestQueue::default()),
             wake: Notify::new(),
             counters: Counters::default(),
+            last_url: Mutex::new(None),
         }
     }
 
@@ -127,6 +131,22 @@ impl Dest {
     pub fn set_settings(&self, settings: DestinationSettings) {
         *lock(&self.settings) = Arc::new(settings);
         self.wake.notify_one();
+    }
+
+    /// Parses a request URL (`http` or `https` only), reusing the last one when it is the same.
+    fn parse_url(&self, url: &str) -> Result<reqwest::Url, String> {
+        if let Some((text, parsed)) = &*lock(&self.last_url) {
+            if text == url {
+                return Ok(parsed.clone());
+            }
+        }
+        let parsed = match reqwest::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => u,
+            Ok(u) => return Err(format!("unsupported URL scheme {:?} in {url}", u.scheme())),
+            Err(e) => return Err(format!("invalid URL {url:?}: {e}")),
+        };
+        *lock(&self.last_url) = Some((url.to_string(), parsed.clone()));
+        Ok(parsed)
     }
 
     pub fn metrics(&self) -> DestinationMetrics {
@@ -244,7 +264,10 @@ enum After {
 /// One attempt of one job, then its consequences.
 async fn attempt(shared: Arc<Shared>, dest: Arc<Dest>, mut job: MemJob, settings: Arc<DestinationSettings>) {
     dest.counters.sent.fetch_add(1, Relaxed);
-    let outcome = perform(&shared.client, &job.request, settings.timeout, shared.config.max_response_body).await;
+    let outcome = match dest.parse_url(&job.request.url) {
+        Ok(url) => perform(&shared.client, url, &job.request, settings.timeout, shared.config.max_response_body).await,
+        Err(message) => Outcome::Invalid(message),
+    };
     job.attempts = job.attempts.saturating_add(1);
     let after = match outcome {
         Outcome::Answer(response) if !is_retryable_status(response.status) => finish(&shared, &dest, job, &response),
@@ -383,9 +406,11 @@ fn excerpt(body: &str) -> String {
     format!("{}…", body.get(..end).unwrap_or_default())
 }
 
-/// Sends one request and reads the answer (the body cut at `max_body` bytes).
+/// Sends one request to `url` (parsed from `req.url`) and reads the answer (the body cut at
+/// `max_body` bytes).
 pub(crate) async fn perform(
     client: &reqwest::Client,
+    url: reqwest::Url,
     req: &HttpRequest,
     timeout: Duration,
     max_body: usize,
@@ -393,11 +418,6 @@ pub(crate) async fn perform(
     use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
     let Ok(method) = reqwest::Method::from_bytes(req.method.as_bytes()) else {
         return Outcome::Invalid(format!("invalid HTTP method {:?} for {}", req.method, req.url));
-    };
-    let url = match reqwest::Url::parse(&req.url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => u,
-        Ok(u) => return Outcome::Invalid(format!("unsupported URL scheme {:?} in {}", u.scheme(), req.url)),
-        Err(e) => return Outcome::Invalid(format!("invalid URL {:?}: {e}", req.url)),
     };
     let mut headers = HeaderMap::with_capacity(req.headers.len());
     for (name, value) in &req.headers {
