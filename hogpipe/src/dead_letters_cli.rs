@@ -140,7 +140,7 @@ fn execute(args: DeadLettersArgs) -> Result<()> {
         }
         DeadLettersCommand::Replay { function: Some(f), .. } => {
             let n = store.replay_all(&f)?;
-            println!("{n} dead letters of {f} are queued again");
+            println!("{n} dead letter{} of {f} queued again", if n == 1 { "" } else { "s" });
         }
         DeadLettersCommand::Replay { .. } => bail!("give a dead letter id or --function"),
         DeadLettersCommand::Discard { id } => {
