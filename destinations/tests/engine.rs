@@ -578,3 +578,33 @@ fn sigkill_in_the_middle_loses_nothing() {
     }
     assert!(!after.is_empty(), "nothing was left for the restarted engine");
 }
+
+#[test]
+fn a_destination_over_its_limit_sends_new_jobs_to_the_dead_letters_not_the_queue() {
+    let stalled = TestServer::start(Reply::Hang);
+    let healthy = TestServer::start(Reply::status(200, "ok"));
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let mut cfg = EngineConfig { max_pending: 100, ..config(settings()) };
+    cfg.destinations.insert("stalled".into(), DestinationSettings { max_queued: 20, concurrency: 2, ..settings() });
+    let engine = open(dir.path(), cfg, &recorder);
+    let mut batch: Vec<Job> = (0..30).map(|i| job("stalled", &stalled.url, &format!("s{i}"))).collect();
+    batch.extend((0..10).map(|i| job("healthy", &healthy.url, &format!("h{i}"))));
+    engine.enqueue(batch).unwrap();
+    // The shared queue holds 20 + 10, far from its limit of 100: others keep enqueueing.
+    engine.enqueue((10..60).map(|i| job("healthy", &healthy.url, &format!("h{i}"))).collect()).unwrap();
+    wait_for("the healthy deliveries", || recorder.count() == 60);
+    let overflow = engine.dead_letters(Some("stalled")).unwrap();
+    assert_eq!(overflow.len(), 10);
+    assert!(overflow.iter().all(|d| d.attempts == 0 && d.error.status.is_none()));
+    assert!(overflow[0].error.message.contains("the limit is 20"), "{}", overflow[0].error.message);
+    let tags: HashSet<_> = overflow.iter().map(|d| String::from_utf8_lossy(&d.state).into_owned()).collect();
+    assert_eq!(tags, (20..30).map(|i| format!("s{i}")).collect());
+    let m = engine.destination_metrics("stalled").unwrap();
+    assert_eq!((m.queued, m.dead_lettered), (20, 10));
+
+    stalled.release();
+    wait_for("the stalled destination to catch up", || engine.destination_metrics("stalled").unwrap().queued == 0);
+    assert_eq!(engine.replay_all("stalled").unwrap(), 10);
+    wait_for("every job", || recorder.count() == 90);
+}

@@ -32,6 +32,10 @@ pub struct DestinationSettings {
     /// The longest `Retry-After` honoured. A service asking for longer is never retried sooner
     /// than it said: the job becomes a dead letter at once (with that reason), to be replayed.
     pub max_retry_after: Duration,
+    /// Jobs of this destination pending on disk beyond which new ones go straight to the dead
+    /// letters (with that reason) instead of the queue: a destination that stays down cannot fill
+    /// the shared queue and make [`super::Engine::enqueue`] push back on every destination.
+    pub max_queued: u64,
     /// Jobs of this destination held in memory (queued, waiting for a retry, or in flight); the
     /// rest stay on disk only and are loaded as room frees up.
     pub memory_queue: usize,
@@ -47,6 +51,7 @@ impl Default for DestinationSettings {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             max_retry_after: Duration::from_secs(600),
+            max_queued: 100_000,
             memory_queue: 1000,
         }
     }

@@ -27,8 +27,10 @@
 //! [`DestinationSettings::memory_queue`] jobs in memory (queued, waiting for a retry, or in flight)
 //! and at most [`DestinationSettings::concurrency`] requests in flight; the rest wait on disk and
 //! are loaded as room frees up. A stalled destination therefore holds a bounded amount of memory
-//! and its own slots only. `enqueue` answers [`EngineError::Full`] (the caller retries later)
-//! while more than [`EngineConfig::max_pending`] jobs are pending on disk.
+//! and its own slots only. A destination with more than [`DestinationSettings::max_queued`] jobs
+//! pending takes new ones straight into its dead letters (replayable), so one that stays down
+//! cannot fill the shared queue. `enqueue` answers [`EngineError::Full`] (the caller retries the
+//! whole call later) while more than [`EngineConfig::max_pending`] jobs are pending on disk.
 
 mod config;
 mod dead_letters;
@@ -231,7 +233,8 @@ impl Engine {
         }
         let pending = u64::try_from(self.shared.pending.load(Ordering::Relaxed)).unwrap_or(0);
         let max = self.shared.config.max_pending;
-        if pending.saturating_add(jobs.len() as u64) > max {
+        // An empty queue takes any batch, so one larger than the limit is not refused forever.
+        if pending > 0 && pending.saturating_add(jobs.len() as u64) > max {
             return Err(EngineError::Full { pending, max });
         }
         let mut items = Vec::with_capacity(jobs.len());

@@ -7,7 +7,7 @@
 //! It also loads jobs from disk into memory as destinations have room, and notices jobs added by
 //! other processes (a replay from the CLI) through `PRAGMA data_version`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -28,6 +28,13 @@ const MAX_BATCH: usize = 8192;
 pub(crate) struct Prepared {
     pub job: Job,
     pub request: String,
+}
+
+/// Where a new job went: its destination, and its id in `jobs` (`None`: the destination was over
+/// its limit and the job went to the dead letters).
+pub(crate) struct Placed {
+    dest: Arc<Dest>,
+    id: Option<i64>,
 }
 
 /// Jobs of one `enqueue` call and where to answer it.
@@ -225,7 +232,7 @@ impl Writer {
     }
 
     /// One transaction for everything; returns the ids given to the enqueued jobs.
-    fn commit(&mut self, enqueues: &[Enqueued], changes: &[Op]) -> rusqlite::Result<Vec<Vec<i64>>> {
+    fn commit(&mut self, enqueues: &[Enqueued], changes: &[Op]) -> rusqlite::Result<Vec<Vec<Placed>>> {
         // Only new jobs need their commit fsynced before answering. Finished jobs, retries,
         // follow-ups and dead letters are written with NORMAL (in WAL mode: no fsync at commit;
         // the next fsync, of an enqueue or a checkpoint, covers them). Lost by a power cut, they
@@ -235,17 +242,56 @@ impl Writer {
             self.conn.pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })?;
             self.full_sync = full;
         }
+        let shared = self.shared.clone();
         let tx = self.conn.transaction()?;
         let now = now_ms();
-        let mut ids = Vec::with_capacity(enqueues.len());
+        let mut placed = Vec::with_capacity(enqueues.len());
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO jobs (function_id, team_id, request, state, attempts, next_at, created_at)
                  VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5)",
             )?;
+            // Jobs accepted per destination in this transaction (its counter moves after commit).
+            let mut accepted: HashMap<*const Dest, i64> = HashMap::new();
+            let mut current: Option<(Arc<Dest>, i64)> = None;
             for (items, _) in enqueues {
-                let mut batch_ids = Vec::with_capacity(items.len());
+                let mut batch = Vec::with_capacity(items.len());
                 for item in items {
+                    let (dest, cap) = match &current {
+                        Some((d, cap)) if *d.id == *item.job.function_id => (d.clone(), *cap),
+                        _ => {
+                            let d = shared.dest(&item.job.function_id);
+                            let cap = i64::try_from(d.settings().max_queued).unwrap_or(i64::MAX);
+                            current = Some((d.clone(), cap));
+                            (d, cap)
+                        }
+                    };
+                    let taken = accepted.entry(Arc::as_ptr(&dest)).or_insert(0);
+                    let queued = dest.counters.queued.load(Relaxed) + *taken;
+                    if queued >= cap {
+                        // Isolation: a destination that cannot keep up does not fill the shared
+                        // queue (which would push back on every destination); its excess waits
+                        // as dead letters, to be replayed once it recovers.
+                        tx.prepare_cached(
+                            "INSERT INTO dead_letters (job_id, function_id, team_id, request, state, attempts,
+                                error_status, error_message, created_at, failed_at)
+                             VALUES (0, ?1, ?2, ?3, ?4, 0, NULL, ?5, ?6, ?6)",
+                        )?
+                        .execute(params![
+                            item.job.function_id,
+                            item.job.team_id as i64,
+                            item.request,
+                            item.job.state,
+                            format!(
+                                "not queued: {queued} jobs of this destination were already pending (the limit \
+                                 is {cap}); replay once it keeps up again"
+                            ),
+                            now
+                        ])?;
+                        batch.push(Placed { dest, id: None });
+                        continue;
+                    }
+                    *taken += 1;
                     insert.execute(params![
                         item.job.function_id,
                         item.job.team_id as i64,
@@ -253,9 +299,9 @@ impl Writer {
                         item.job.state,
                         now
                     ])?;
-                    batch_ids.push(tx.last_insert_rowid());
+                    batch.push(Placed { dest, id: Some(tx.last_insert_rowid()) });
                 }
-                ids.push(batch_ids);
+                placed.push(batch);
             }
             for op in changes {
                 match op {
@@ -290,11 +336,11 @@ impl Writer {
             }
         }
         tx.commit()?;
-        Ok(ids)
+        Ok(placed)
     }
 
     /// Counts, hands new jobs to their destinations (or leaves them on disk), answers callers.
-    fn after_commit(&mut self, enqueues: Vec<Enqueued>, ids: Vec<Vec<i64>>, changes: &[Op]) {
+    fn after_commit(&mut self, enqueues: Vec<Enqueued>, placed: Vec<Vec<Placed>>, changes: &[Op]) {
         for op in changes {
             if let Op::Finish { dest, .. } | Op::Dead { dest, .. } = op {
                 dest.counters.queued.fetch_sub(1, Relaxed);
@@ -302,19 +348,14 @@ impl Writer {
             }
         }
         let now = now_ms();
-        for ((items, reply), ids) in enqueues.into_iter().zip(ids) {
-            self.shared.pending.fetch_add(items.len() as i64, Relaxed);
-            let mut current: Option<Arc<Dest>> = None;
+        for ((items, reply), placed) in enqueues.into_iter().zip(placed) {
             let mut woken: Vec<Arc<Dest>> = Vec::new();
-            for (item, id) in items.into_iter().zip(ids) {
-                let dest = match &current {
-                    Some(d) if *d.id == *item.job.function_id => d.clone(),
-                    _ => {
-                        let d = self.shared.dest(&item.job.function_id);
-                        current = Some(d.clone());
-                        d
-                    }
+            for (item, Placed { dest, id }) in items.into_iter().zip(placed) {
+                let Some(id) = id else {
+                    dest.counters.dead_lettered.fetch_add(1, Relaxed);
+                    continue;
                 };
+                self.shared.pending.fetch_add(1, Relaxed);
                 dest.counters.queued.fetch_add(1, Relaxed);
                 let bound = dest.settings().memory_queue;
                 let mut q = lock(&dest.queue);
