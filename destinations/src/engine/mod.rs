@@ -31,6 +31,11 @@
 //! pending takes new ones straight into its dead letters (replayable), so one that stays down
 //! cannot fill the shared queue. `enqueue` answers [`EngineError::Full`] (the caller retries the
 //! whole call later) while more than [`EngineConfig::max_pending`] jobs are pending on disk.
+//!
+//! **Not promised.** Order: jobs of a destination start in enqueue order, but retries and
+//! concurrency reorder them. Secrecy at rest: requests and states are stored as given (they may
+//! hold rendered secret inputs, e.g. an `Authorization` header), so the data dir must be
+//! protected like the secrets themselves; the CLI masks secret-looking header values.
 
 mod config;
 mod dead_letters;
