@@ -12,6 +12,7 @@
 //! This crate does not decide which events reach a destination: the dataflow's routing does.
 #![warn(missing_docs)]
 
+pub mod deliver;
 pub mod engine;
 pub mod http;
 pub mod invoke;

@@ -34,6 +34,8 @@ pub enum BenchCommand {
     /// Rows/s into the warehouse (chDB, and a ClickHouse server with --server), and the delay
     /// from the log to a query seeing the event.
     Warehouse(crate::bench_warehouse::WarehouseBenchArgs),
+    /// Deliveries/s, added latency and memory of the delivery engine against a loopback server.
+    Destinations(crate::bench_destinations::DestinationsBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> ExitCode {
@@ -42,6 +44,13 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("hogpipe: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        BenchCommand::Destinations(args) => match crate::bench_destinations::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
                 ExitCode::FAILURE
             }
         },

@@ -16,10 +16,13 @@ pub enum DestinationsCommand {
         /// The template's id (`template-slack`).
         id: String,
     },
+    /// Deliveries that exhausted their retries: list, show, replay, discard.
+    DeadLetters(crate::dead_letters_cli::DeadLettersArgs),
 }
 
 pub fn run(cmd: DestinationsCommand) -> ExitCode {
     let text = match cmd {
+        DestinationsCommand::DeadLetters(args) => return crate::dead_letters_cli::run(args),
         DestinationsCommand::List => list_text(templates()),
         DestinationsCommand::Show { id } => match templates().iter().find(|t| t.id == id) {
             Some(t) => show_text(t),

@@ -3,10 +3,12 @@
 mod alloc;
 mod bench_capture;
 mod bench_cli;
+mod bench_destinations;
 mod bench_pipeline;
 mod bench_warehouse;
 mod config;
 mod destinations_cli;
+mod dead_letters_cli;
 mod functions;
 mod hog_cli;
 mod query_cli;
@@ -39,7 +41,7 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run one SQL query on the warehouse and print the rows as JSON.
     Query(query_cli::QueryArgs),
-    /// The destination templates: `list` them, `show` one.
+    /// Destinations: `list` and `show` the templates; the delivery engine's `dead-letters`.
     Destinations {
         #[command(subcommand)]
         command: destinations_cli::DestinationsCommand,
