@@ -68,6 +68,28 @@ impl EventSink for FanOut {
     }
 }
 
+/// Hands every batch of invocations to several invocation sinks in turn.
+pub struct FanOutInvocations {
+    sinks: Vec<std::sync::Arc<dyn InvocationSink>>,
+}
+
+impl FanOutInvocations {
+    /// A sink handing invocations to each of `sinks`.
+    pub fn new(sinks: Vec<std::sync::Arc<dyn InvocationSink>>) -> FanOutInvocations {
+        FanOutInvocations { sinks }
+    }
+}
+
+impl InvocationSink for FanOutInvocations {
+    fn invoke(&self, invocations: &[(&str, &Event)]) -> Result<(), SinkError> {
+        self.sinks.iter().try_for_each(|s| s.invoke(invocations))
+    }
+
+    fn flush(&self) -> Result<(), SinkError> {
+        self.sinks.iter().try_for_each(|s| s.flush())
+    }
+}
+
 /// Discards everything (when nothing is configured).
 #[derive(Debug, Default)]
 pub struct NullSink;

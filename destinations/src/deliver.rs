@@ -33,9 +33,13 @@ impl InvocationSink for DeliverySink {
     fn invoke(&self, invocations: &[(&str, &Event)]) -> Result<(), SinkError> {
         let mut jobs = Vec::with_capacity(invocations.len());
         for (function_id, event) in invocations {
-            let project =
-                self.projects.get(&event.team_id).cloned().unwrap_or(Project { id: event.team_id, name: String::new() });
-            let line = |level: &'static str, message: String| LogLine { level, event_uuid: event.uuid.clone(), message };
+            let project = self
+                .projects
+                .get(&event.team_id)
+                .cloned()
+                .unwrap_or(Project { id: event.team_id, name: String::new() });
+            let line =
+                |level: &'static str, message: String| LogLine { level, event_uuid: event.uuid.clone(), message };
             match self.invoker.start(function_id, event, &project) {
                 Next::Fetch { request, state } => {
                     jobs.push(Job { function_id: function_id.to_string(), team_id: event.team_id, request, state })
@@ -54,7 +58,9 @@ impl InvocationSink for DeliverySink {
             sink: "destinations".into(),
             message: match e {
                 EngineError::Full { pending, max } => {
-                    format!("the delivery queue is full ({pending} of {max} pending); waiting for destinations to catch up")
+                    format!(
+                        "the delivery queue is full ({pending} of {max} pending); waiting for destinations to catch up"
+                    )
                 }
                 other => other.to_string(),
             },

@@ -35,7 +35,10 @@ fn source_of(entry: &FunctionEntry, base: &Path) -> Result<(String, String)> {
                 bail!("function {:?}: `template` is for destinations", entry.id);
             }
             let template = hogpipe_destinations::template::template(id).ok_or_else(|| {
-                anyhow::anyhow!("function {:?}: no destination template {id:?} (see `hogpipe destinations list`)", entry.id)
+                anyhow::anyhow!(
+                    "function {:?}: no destination template {id:?} (see `hogpipe destinations list`)",
+                    entry.id
+                )
             })?;
             (template.code.clone(), format!("{id}.hog"))
         }

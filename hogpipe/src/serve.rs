@@ -18,13 +18,16 @@ use hogpipe_dataflow::event::Project as DfProject;
 use hogpipe_dataflow::functions::{FunctionStats, Registry};
 use hogpipe_dataflow::graph::{run as run_dataflow, Cluster, Options, Pipeline, Summary, Until};
 use hogpipe_dataflow::health::{HealthConfig, Watcher};
-use hogpipe_dataflow::sink::{EventSink, FanOut, InvocationSink, JsonLinesSink, NullSink};
+use hogpipe_dataflow::sink::{EventSink, FanOut, FanOutInvocations, InvocationSink, JsonLinesSink, NullSink};
+use hogpipe_destinations::deliver::DeliverySink;
+use hogpipe_destinations::engine::{Engine, EngineConfig, DATA_SUBDIR};
+use hogpipe_destinations::invoke::{Invoker, InvokerOptions};
 use hogpipe_warehouse::writer::EventWriter;
 use hogpipe_warehouse::Warehouse;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::{projects_or_generate, Config, LogBackend};
-use crate::functions::compile_all;
+use crate::functions::{compile_all, destinations};
 
 /// Options of `hogpipe serve`. Flags override the config file.
 #[derive(Args, Debug)]
@@ -159,7 +162,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let hup = runtime
             .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) })
             .context("cannot listen for SIGHUP")?;
-        runtime.spawn(reload_on_sighup(hup, path, config_base.clone(), df.registry.clone()));
+        runtime.spawn(reload_on_sighup(hup, path, config_base.clone(), df.registry.clone(), df.invoker.clone()));
     }
 
     let state = CaptureState::new(config.capture.to_capture_config(), log, Arc::new(tokens));
@@ -187,6 +190,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
             Ok(Err(e)) => eprintln!("hogpipe: dataflow failed: {e}"),
             Err(_) => eprintln!("hogpipe: dataflow thread panicked"),
         }
+        // Deliveries in flight are stopped; they are in the queue and run again on the next start.
+        match Arc::try_unwrap(df.engine) {
+            Ok(engine) => engine.shutdown(),
+            Err(_) => tracing::warn!("delivery engine still referenced at shutdown; it stops when dropped"),
+        }
     }
     if let Some(wal) = wal {
         match Arc::try_unwrap(wal) {
@@ -207,6 +215,8 @@ struct RunningDataflow {
     thread: std::thread::JoinHandle<Result<Summary, hogpipe_dataflow::graph::DataflowError>>,
     stop: Arc<AtomicBool>,
     registry: Arc<Registry>,
+    invoker: Arc<Invoker>,
+    engine: Arc<Engine>,
 }
 
 fn start_dataflow(
@@ -250,9 +260,24 @@ fn start_dataflow(
         1 => event_sinks.remove(0),
         _ => Arc::new(FanOut::new(event_sinks)),
     };
-    let invocations: Arc<dyn InvocationSink> = match open(&config.dataflow.invocations_file)? {
-        Some(s) => s,
-        None => Arc::new(NullSink),
+    // Destinations: routed events start invocations; their `fetch` calls go to the delivery
+    // engine (queue and dead letters in <data_dir>/destinations).
+    let stats = Arc::new(FunctionStats::default());
+    let invoker = Arc::new(Invoker::new(InvokerOptions::default()));
+    invoker.replace(destinations(config, base)?);
+    let engine = Arc::new(
+        Engine::open(&data_dir.join(DATA_SUBDIR), EngineConfig::default(), invoker.clone())
+            .context("cannot open the delivery queue")?,
+    );
+    let df_projects: Vec<DfProject> = projects.iter().map(|p| DfProject { id: p.id, name: p.name.clone() }).collect();
+    let mut invocation_sinks: Vec<Arc<dyn InvocationSink>> =
+        vec![Arc::new(DeliverySink::new(invoker.clone(), engine.clone(), df_projects, stats.clone()))];
+    if let Some(file) = open(&config.dataflow.invocations_file)? {
+        invocation_sinks.push(file);
+    }
+    let invocations: Arc<dyn InvocationSink> = match invocation_sinks.len() {
+        1 => invocation_sinks.remove(0),
+        _ => Arc::new(FanOutInvocations::new(invocation_sinks)),
     };
     let pipeline = Pipeline {
         log,
@@ -262,7 +287,7 @@ fn start_dataflow(
         ),
         events,
         invocations,
-        stats: Arc::new(FunctionStats::default()),
+        stats,
         watcher: Arc::new(Watcher::new(HealthConfig::default())),
     };
     let mut options = Options { batch_size: config.dataflow.batch_size.max(1), cluster, ..Options::default() };
@@ -276,19 +301,28 @@ fn start_dataflow(
         .name("hogpipe-dataflow".into())
         .spawn(move || run_dataflow(pipeline, options, until))
         .context("cannot start the dataflow thread")?;
-    Ok(RunningDataflow { thread, stop, registry })
+    Ok(RunningDataflow { thread, stop, registry, invoker, engine })
 }
 
 /// Reloads `[[functions]]` from the config file on SIGHUP. A config that does not load or compile
 /// changes nothing (the error is printed); otherwise the new set applies at the next batch.
 #[cfg(unix)]
-async fn reload_on_sighup(mut hup: tokio::signal::unix::Signal, path: PathBuf, base: PathBuf, registry: Arc<Registry>) {
+async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    path: PathBuf,
+    base: PathBuf,
+    registry: Arc<Registry>,
+    invoker: Arc<Invoker>,
+) {
     {
         while hup.recv().await.is_some() {
-            let loaded = Config::load(&path).and_then(|c| compile_all(&c, &base));
+            // Both sets compile before either is replaced, so a reload never half-applies.
+            let loaded = Config::load(&path).and_then(|c| Ok((compile_all(&c, &base)?, destinations(&c, &base)?)));
             match loaded {
-                Ok(functions) => {
+                Ok((functions, compiled_destinations)) => {
                     let n = functions.len();
+                    // Destinations first: an event routed by the new set finds its destination.
+                    invoker.replace(compiled_destinations);
                     let version = registry.replace(functions);
                     eprintln!("hogpipe: reloaded {n} functions from {} (version {version})", path.display());
                 }
