@@ -125,6 +125,31 @@ impl LiveEvent {
     }
 }
 
+/// A definition as the dataflow carries it (keyed by project). Every field is always serialized:
+/// timely's wire format (bincode) cannot skip fields as [`AggregateDef`]'s JSON form does.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct Def {
+    id: String,
+    event: Option<String>,
+    group_by: Vec<String>,
+    measure: Measure,
+    property: Option<String>,
+    interval: Interval,
+}
+
+impl From<&AggregateDef> for Def {
+    fn from(d: &AggregateDef) -> Def {
+        Def {
+            id: d.id.clone(),
+            event: d.event.clone(),
+            group_by: d.group_by.clone(),
+            measure: d.measure,
+            property: d.property.clone(),
+            interval: d.interval,
+        }
+    }
+}
+
 /// What one event adds to one row.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 enum Contribution {
@@ -197,7 +222,7 @@ pub(crate) fn enter(event: Event, now: i64, config: &LiveConfig) -> Entry {
     Entry::Kept(event.team_id, live, next)
 }
 
-fn contribute(event: &LiveEvent, def: &AggregateDef) -> Option<(RowKey, Contribution)> {
+fn contribute(event: &LiveEvent, def: &Def) -> Option<(RowKey, Contribution)> {
     if event.tiers & def.interval.bit() == 0 {
         return None;
     }
@@ -230,7 +255,7 @@ type ExpiryQueue = BTreeMap<i64, Vec<(u64, LiveEvent)>>;
 pub(crate) struct LiveWorker {
     live: Arc<Live>,
     leader: bool,
-    definitions: InputSession<u64, (u64, AggregateDef), isize>,
+    definitions: InputSession<u64, (u64, Def), isize>,
     aging: InputSession<u64, (u64, LiveEvent), isize>,
     expiry: Rc<RefCell<ExpiryQueue>>,
     applied: Option<Arc<DefinitionSet>>,
@@ -266,10 +291,10 @@ impl LiveWorker {
             if self.applied.as_ref().map(|a| a.version) != Some(set.version) {
                 let old: &[AggregateDef] = self.applied.as_ref().map_or(&[], |a| &a.definitions);
                 for def in old.iter().filter(|d| !set.definitions.contains(d)) {
-                    self.definitions.update((def.project_id, def.clone()), -1);
+                    self.definitions.update((def.project_id, Def::from(def)), -1);
                 }
                 for def in set.definitions.iter().filter(|d| !old.contains(d)) {
-                    self.definitions.update((def.project_id, def.clone()), 1);
+                    self.definitions.update((def.project_id, Def::from(def)), 1);
                 }
                 self.live.note_version(time, set.version);
                 tracing::info!(version = set.version, epoch = time, "live aggregate definitions in effect");
