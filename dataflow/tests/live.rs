@@ -360,10 +360,8 @@ fn change_strategy() -> impl Strategy<Value = (Vec<AggregateDef>, Vec<AggregateD
         |(kept, removed, added, change_kept)| {
             let mut before = kept.clone();
             before.extend(removed);
-            let mut after: Vec<AggregateDef> = kept
-                .into_iter()
-                .map(|d| if change_kept { AggregateDef { event: None, ..d } } else { d })
-                .collect();
+            let mut after: Vec<AggregateDef> =
+                kept.into_iter().map(|d| if change_kept { AggregateDef { event: None, ..d } } else { d }).collect();
             after.extend(added);
             (before, after)
         },
@@ -392,11 +390,9 @@ fn check_stream(workers: usize, events: Vec<(usize, Value)>, before: Vec<Aggrega
     // Skips are counted once per event.
     let counters = h.live.counters();
     let bad = all.iter().filter(|e| parse_time(&e.timestamp).is_none()).count() as u64;
-    let future = all
-        .iter()
-        .filter_map(|e| parse_time(&e.timestamp))
-        .filter(|t| t.timestamp_millis() > NOW + 3_600_000)
-        .count() as u64;
+    let future =
+        all.iter().filter_map(|e| parse_time(&e.timestamp)).filter(|t| t.timestamp_millis() > NOW + 3_600_000).count()
+            as u64;
     assert_eq!((counters.bad_timestamp, counters.future), (bad, future));
     assert_eq!(counters.entered + counters.bad_timestamp + counters.future + counters.too_old, events.len() as u64);
 
@@ -453,9 +449,7 @@ fn odd_values_group_by_json_text_and_sums_skip_non_numbers() {
     let revenue = def("revenue", 1, Measure::Sum, Some("amount"), &[]);
     let users = def("users", 1, Measure::UniqueDistinctIds, None, &[]);
     let mut h = Harness::start(2, vec![by_plan, revenue, users]);
-    let e = |plan: Value, amount: Value, user: &str| {
-        json!({"event": "buy", "distinct_id": user, "timestamp": at(5), "properties": {"plan": plan, "amount": amount}})
-    };
+    let e = |plan: Value, amount: Value, user: &str| json!({"event": "buy", "distinct_id": user, "timestamp": at(5), "properties": {"plan": plan, "amount": amount}});
     h.capture(&[
         (0, e(json!({"tier": "x", "n": 1}), json!(10), "u1")),
         (0, e(json!({"tier": "x", "n": 1}), json!("2.5"), "u2")),

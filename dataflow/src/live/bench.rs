@@ -198,12 +198,15 @@ mod tests {
     fn percentiles() {
         let samples: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
         let s = summarize(&samples);
-        assert_eq!((s.p50, s.p90, s.p99, s.max), (
-            Duration::from_millis(50),
-            Duration::from_millis(90),
-            Duration::from_millis(99),
-            Duration::from_millis(100)
-        ));
+        assert_eq!(
+            (s.p50, s.p90, s.p99, s.max),
+            (
+                Duration::from_millis(50),
+                Duration::from_millis(90),
+                Duration::from_millis(99),
+                Duration::from_millis(100)
+            )
+        );
         assert_eq!(summarize(&[]).samples, 0);
     }
 }

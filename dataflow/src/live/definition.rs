@@ -365,9 +365,12 @@ mod tests {
         assert_eq!(parsed.measure, Measure::Sum);
         assert_eq!(parsed.interval, Interval::Hour);
         assert_eq!(serde_json::to_string(&parsed).unwrap(), text);
-        let unknown = serde_json::from_str::<AggregateDef>(r#"{"id":"x","project_id":1,"measure":"avg","interval":"hour"}"#);
+        let unknown =
+            serde_json::from_str::<AggregateDef>(r#"{"id":"x","project_id":1,"measure":"avg","interval":"hour"}"#);
         assert!(unknown.unwrap_err().to_string().contains("unknown variant `avg`"));
-        let typo = serde_json::from_str::<AggregateDef>(r#"{"id":"x","project_id":1,"measure":"count","interval":"hour","groupby":[]}"#);
+        let typo = serde_json::from_str::<AggregateDef>(
+            r#"{"id":"x","project_id":1,"measure":"count","interval":"hour","groupby":[]}"#,
+        );
         assert!(typo.unwrap_err().to_string().contains("unknown field `groupby`"));
     }
 

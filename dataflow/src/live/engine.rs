@@ -212,13 +212,8 @@ pub(crate) fn enter(event: Event, now: i64, config: &LiveConfig) -> Entry {
     let mut properties: Vec<(String, String)> =
         event.properties.into_iter().filter_map(|(k, v)| Some((k, group_text(v)?))).collect();
     properties.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let live = LiveEvent {
-        time,
-        event: event.event,
-        distinct_id: event.distinct_id,
-        tiers,
-        properties: properties.into(),
-    };
+    let live =
+        LiveEvent { time, event: event.event, distinct_id: event.distinct_id, tiers, properties: properties.into() };
     Entry::Kept(event.team_id, live, next)
 }
 
@@ -374,7 +369,6 @@ impl Live {
         let totals = added.concat(distinct).count_core::<isize>();
 
         let live = self.clone();
-        let leader = worker == 0;
         let route = Exchange::new(|_: &((RowKey, Agg), u64, isize)| 0u64);
         totals
             .inner
@@ -391,7 +385,9 @@ impl Live {
                             }
                         }
                         // Hold the least pending time, so the probe waits until it is applied.
-                        if let Some(least) = least {
+                        // (Updates are never earlier than their message; `max` keeps that a fact.)
+                        if let (Some(least), Some(&first)) = (least, cap.least()) {
+                            let least = least.max(first);
                             if held.as_ref().is_none_or(|h| *h.time() > least) {
                                 held = Some(cap.delayed(&least, 0));
                             }
@@ -408,14 +404,13 @@ impl Live {
                         (None, _) => held = None,
                         (Some(_), None) => {}
                     }
-                    if leader {
-                        live.publish(frontier.frontier().iter().next().copied().unwrap_or(u64::MAX));
-                    }
+                    // Every worker sees the same frontier; publishing twice is harmless.
+                    live.publish(frontier.frontier().iter().next().copied().unwrap_or(u64::MAX));
                 }
             })
             .probe_with(probe);
 
-        LiveWorker { live: self.clone(), leader, definitions, aging, expiry, applied: None }
+        LiveWorker { live: self.clone(), leader: worker == 0, definitions, aging, expiry, applied: None }
     }
 }
 

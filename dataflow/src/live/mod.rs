@@ -401,6 +401,9 @@ mod tests {
         live.note_version(2, 2);
         assert!(live.wait_for(Duration::ZERO, |p| p.events == 5).is_none());
         live.publish(3);
-        assert_eq!(live.wait_for(Duration::ZERO, |p| p.events == 5), Some(LiveProgress { epochs: 3, events: 5, version: 2 }));
+        assert_eq!(
+            live.wait_for(Duration::ZERO, |p| p.events == 5),
+            Some(LiveProgress { epochs: 3, events: 5, version: 2 })
+        );
     }
 }
