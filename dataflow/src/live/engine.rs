@@ -316,6 +316,10 @@ impl Live {
         probe: &ProbeHandle<u64>,
         worker: usize,
     ) -> LiveWorker {
+        if worker == 0 {
+            // Before any frontier can move: every worker's inputs start at epoch 0.
+            self.hosts_leader.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut definitions = InputSession::new();
         let mut aging = InputSession::new();
         let expiry: Rc<RefCell<ExpiryQueue>> = Rc::default();
@@ -369,6 +373,7 @@ impl Live {
         let totals = added.concat(distinct).count_core::<isize>();
 
         let live = self.clone();
+        let leader = worker == 0;
         let route = Exchange::new(|_: &((RowKey, Agg), u64, isize)| 0u64);
         totals
             .inner
@@ -404,13 +409,17 @@ impl Live {
                         (None, _) => held = None,
                         (Some(_), None) => {}
                     }
-                    // Every worker sees the same frontier; publishing twice is harmless.
-                    live.publish(frontier.frontier().iter().next().copied().unwrap_or(u64::MAX));
+                    // Worker 0 applies, then publishes. Another worker's frontier may pass an epoch
+                    // worker 0 has not applied yet: those publish only in processes without worker
+                    // 0 (whose stores stay empty), which keeps their bookkeeping bounded.
+                    if leader || !live.hosts_leader.load(std::sync::atomic::Ordering::Relaxed) {
+                        live.publish(frontier.frontier().iter().next().copied().unwrap_or(u64::MAX));
+                    }
                 }
             })
             .probe_with(probe);
 
-        LiveWorker { live: self.clone(), leader: worker == 0, definitions, aging, expiry, applied: None }
+        LiveWorker { live: self.clone(), leader, definitions, aging, expiry, applied: None }
     }
 }
 

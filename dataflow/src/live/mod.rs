@@ -41,7 +41,7 @@
 //!   process 0 is complete, the others stay empty; definitions are read from process 0's
 //!   registry. [`Live::progress`] counts the events of its own process.
 //!
-//! The computation itself is in [`engine`], the rows in [`store`], and [`bench`] measures the delay
+//! The computation itself is in `engine.rs`, the rows in [`store`], and [`bench`] measures the delay
 //! from capture to visibility.
 
 pub mod bench;
@@ -50,7 +50,7 @@ mod engine;
 pub mod store;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -257,6 +257,7 @@ pub struct Live {
     counters: Counters,
     progress: Mutex<ProgressState>,
     progressed: Condvar,
+    hosts_leader: AtomicBool,
 }
 
 impl std::fmt::Debug for Live {
@@ -288,6 +289,7 @@ impl Live {
             counters: Counters::default(),
             progress: Mutex::new(ProgressState::default()),
             progressed: Condvar::new(),
+            hosts_leader: AtomicBool::new(false),
         })
     }
 
