@@ -22,6 +22,7 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 use crate::event::{Event, Project};
 use crate::functions::{Registry, SharedStats};
 use crate::health::Watcher;
+use crate::live::Live;
 use crate::runner::Runner;
 use crate::sink::{EventSink, InvocationSink, SinkError};
 
@@ -96,6 +97,8 @@ pub struct Pipeline {
     pub stats: SharedStats,
     /// Function health (degrades and disables functions that fail or overrun).
     pub watcher: Arc<Watcher>,
+    /// Live aggregates over the processed events (`None`: none computed).
+    pub live: Option<Arc<Live>>,
 }
 
 /// Totals of a run.
@@ -187,12 +190,12 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
         let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<(u64, CapturedEvent)>>> = InputHandle::new();
         let probe = ProbeHandle::new();
 
-        worker.dataflow::<u64, _, _>(|scope| {
+        let mut live = worker.dataflow::<u64, _, _>(|scope| {
             let r = runner.clone();
             let events_sink = pipeline.events.clone();
             let invocations_sink = pipeline.invocations.clone();
             let (failed, count, stop) = (batch_failed.clone(), written.clone(), stopped.clone());
-            input
+            let processed = input
                 .to_stream(scope)
                 .flat_map(move |(team, captured): (u64, CapturedEvent)| r.borrow_mut().process(team, &captured))
                 .inspect_core(move |item| {
@@ -211,6 +214,7 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
                     }
                 })
                 .probe_with(&probe);
+            pipeline.live.as_ref().map(|live| live.attach(scope, processed, &probe, index))
         });
 
         // Log errors end a bounded run; a server keeps retrying (a broker restart must not stop
@@ -321,6 +325,9 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
             }
             epoch += 1;
             input.advance_to(epoch);
+            if let Some(live) = &mut live {
+                live.advance_to(epoch);
+            }
             while probe.less_than(input.time()) {
                 worker.step();
             }

@@ -129,6 +129,7 @@ impl Process {
             ),
             stats: Arc::new(FunctionStats::default()),
             watcher: Arc::new(Watcher::new(HealthConfig::default())),
+            live: None,
         }
     }
 

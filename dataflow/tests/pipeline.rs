@@ -109,6 +109,7 @@ impl Fixture {
             invocations: Arc::new(JsonLinesSink::open(&self.dir.path().join("invocations.jsonl")).unwrap()),
             stats: self.stats.clone(),
             watcher: self.watcher.clone(),
+            live: None,
         }
     }
 

@@ -140,6 +140,7 @@ pub fn run_bench(args: PipelineBenchArgs) -> Result<()> {
             invocations: Arc::new(NullSink),
             stats: stats.clone(),
             watcher: Arc::new(Watcher::new(HealthConfig { refill_per_second: 1e9, ..HealthConfig::default() })),
+            live: None,
         };
         // A fresh consumer group per run, so each starts from the beginning of the log.
         let options =

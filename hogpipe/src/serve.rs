@@ -289,6 +289,7 @@ fn start_dataflow(
         invocations,
         stats,
         watcher: Arc::new(Watcher::new(HealthConfig::default())),
+        live: None,
     };
     let mut options = Options { batch_size: config.dataflow.batch_size.max(1), cluster, ..Options::default() };
     if let Some(w) = config.dataflow.workers {
