@@ -119,6 +119,7 @@ fn visibility_delays(warehouse: &Arc<Warehouse>, seconds: u64, load: usize) -> R
         invocations: Arc::new(NullSink),
         stats: Arc::new(FunctionStats::default()),
         watcher: Arc::new(Watcher::new(HealthConfig::default())),
+        live: None,
     };
     let graph = {
         let stop = stop.clone();

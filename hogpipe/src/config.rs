@@ -33,6 +33,12 @@ pub struct Config {
     /// The warehouse (embedded chDB by default).
     #[serde(default)]
     pub warehouse: hogpipe_warehouse::WarehouseConfig,
+    /// Live aggregates' retention (`[live]`).
+    #[serde(default)]
+    pub live: hogpipe_dataflow::live::LiveConfig,
+    /// Live aggregates kept up to date as events arrive (`[[aggregates]]`).
+    #[serde(default)]
+    pub aggregates: Vec<hogpipe_dataflow::live::AggregateDef>,
     /// Native sinks every processed event also goes to (`type = "file" | "kafka" | "postgres" | "webhook"`).
     #[serde(default)]
     pub sinks: Vec<hogpipe_destinations::sinks::SinkConfig>,

@@ -18,12 +18,15 @@ use hogpipe_dataflow::event::Project as DfProject;
 use hogpipe_dataflow::functions::{FunctionStats, Registry};
 use hogpipe_dataflow::graph::{run as run_dataflow, Cluster, Options, Pipeline, Summary, Until};
 use hogpipe_dataflow::health::{HealthConfig, Watcher};
+use hogpipe_dataflow::live::Live;
 use hogpipe_dataflow::sink::{EventSink, FanOut, FanOutInvocations, InvocationSink, JsonLinesSink, NullSink};
 use hogpipe_destinations::deliver::DeliverySink;
 use hogpipe_destinations::engine::{Engine, EngineConfig, DATA_SUBDIR};
 use hogpipe_destinations::invoke::{Invoker, InvokerOptions};
 use hogpipe_warehouse::writer::EventWriter;
 use hogpipe_warehouse::Warehouse;
+
+use crate::live_api;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::{projects_or_generate, Config, LogBackend};
@@ -168,13 +171,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let state = CaptureState::new(config.capture.to_capture_config(), log, Arc::new(tokens));
     let host = args.host.clone().unwrap_or(config.capture.host.clone());
     let port = args.port.unwrap_or(config.capture.port);
+    let live = dataflow.as_ref().and_then(|df| df.live.clone());
     let result: Result<()> = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((host.as_str(), port))
             .await
             .with_context(|| format!("cannot listen on {host}:{port}"))?;
         let addr = listener.local_addr()?;
         eprintln!("hogpipe: capture listening on http://{addr}");
-        let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+        let mut router = app(state);
+        if let Some(live) = &live {
+            router = router.merge(live_api::router(live.clone(), &projects));
+        }
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
         eprintln!("hogpipe: stopping: in-flight requests finished");
         Ok(())
@@ -189,6 +197,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
             ),
             Ok(Err(e)) => eprintln!("hogpipe: dataflow failed: {e}"),
             Err(_) => eprintln!("hogpipe: dataflow thread panicked"),
+        }
+        df.persist_stop.store(true, Ordering::Relaxed);
+        if let Some(p) = df.persister {
+            let _ = p.join();
         }
         // Deliveries in flight are stopped; they are in the queue and run again on the next start.
         match Arc::try_unwrap(df.engine) {
@@ -217,6 +229,9 @@ struct RunningDataflow {
     registry: Arc<Registry>,
     invoker: Arc<Invoker>,
     engine: Arc<Engine>,
+    live: Option<Arc<Live>>,
+    persister: Option<std::thread::JoinHandle<()>>,
+    persist_stop: Arc<AtomicBool>,
 }
 
 fn start_dataflow(
@@ -228,6 +243,8 @@ fn start_dataflow(
     cluster: Option<Cluster>,
     warehouse: Option<Arc<Warehouse>>,
 ) -> Result<RunningDataflow> {
+    let warehouse_for_live = warehouse.clone();
+    let persist_stop = Arc::new(AtomicBool::new(false));
     let functions = compile_all(config, base)?;
     let registry = Arc::new(Registry::new(functions));
     let open = |file: &Option<PathBuf>| -> Result<Option<Arc<JsonLinesSink>>> {
@@ -279,7 +296,19 @@ fn start_dataflow(
         1 => invocation_sinks.remove(0),
         _ => Arc::new(FanOutInvocations::new(invocation_sinks)),
     };
+    let live = if config.aggregates.is_empty() {
+        None
+    } else {
+        let live = Live::new(config.live.clone(), config.aggregates.clone()).context("[[aggregates]]")?;
+        eprintln!("hogpipe: live aggregates: {}", config.aggregates.len());
+        Some(Arc::new(live))
+    };
+    let persister = match (&live, &warehouse_for_live) {
+        (Some(live), Some(w)) => Some(live_api::persist(live.clone(), w.clone(), persist_stop.clone())),
+        _ => None,
+    };
     let pipeline = Pipeline {
+        live: live.clone(),
         log,
         registry: registry.clone(),
         projects: Arc::new(
@@ -289,7 +318,6 @@ fn start_dataflow(
         invocations,
         stats,
         watcher: Arc::new(Watcher::new(HealthConfig::default())),
-        live: None,
     };
     let mut options = Options { batch_size: config.dataflow.batch_size.max(1), cluster, ..Options::default() };
     if let Some(w) = config.dataflow.workers {
@@ -302,7 +330,7 @@ fn start_dataflow(
         .name("hogpipe-dataflow".into())
         .spawn(move || run_dataflow(pipeline, options, until))
         .context("cannot start the dataflow thread")?;
-    Ok(RunningDataflow { thread, stop, registry, invoker, engine })
+    Ok(RunningDataflow { thread, stop, registry, invoker, engine, live, persister, persist_stop })
 }
 
 /// Reloads `[[functions]]` from the config file on SIGHUP. A config that does not load or compile

@@ -1,0 +1,136 @@
+//! Live aggregates through `hogpipe serve`: `[[aggregates]]` in the config, events captured over
+//! HTTP, the counts served by `GET /api/projects/{id}/live/{aggregate}` (with the project's API
+//! key; other keys and projects are refused), and persisted into the warehouse's `live_aggregates`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{query, Http, Server, TempDir, HANG};
+use serde_json::{json, Value};
+
+const CONFIG: &str = r#"
+[[projects]]
+id = 1
+token = "phc_live_one"
+api_keys = ["phx_key_one"]
+
+[[projects]]
+id = 2
+token = "phc_live_two"
+api_keys = ["phx_key_two"]
+
+[[aggregates]]
+id = "by-plan"
+project_id = 1
+group_by = ["plan"]
+measure = "count"
+interval = "minute"
+
+[[aggregates]]
+id = "revenue"
+project_id = 1
+event = "purchase"
+measure = "sum"
+property = "amount"
+interval = "hour"
+"#;
+
+fn get(http: &mut Http, path: &str, key: &str) -> (u16, Value) {
+    let auth = format!("Bearer {key}");
+    let r = http.request("GET", path, &[("authorization", auth.as_str())], b"").unwrap();
+    (r.status, serde_json::from_str(&r.text()).unwrap_or(Value::Null))
+}
+
+#[test]
+fn live_aggregates_are_served_and_persisted() {
+    let dir = TempDir::new("live");
+    let config = dir.path().join("hogpipe.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&config, &data);
+    let now = chrono_now();
+    let events: Vec<Value> = (0..30)
+        .map(|i| {
+            json!({
+                "event": if i % 3 == 0 { "purchase" } else { "$pageview" },
+                "distinct_id": format!("u{i}"),
+                "timestamp": now,
+                "properties": {"plan": if i % 2 == 0 { "pro" } else { "free" }, "amount": 10 + i}
+            })
+        })
+        .collect();
+    let mut http = Http::new(server.addr);
+    let body = json!({"api_key": "phc_live_one", "batch": events}).to_string();
+    assert_eq!(http.post_json("/batch", body.as_bytes()).unwrap().status, 200);
+
+    // Counts per (event, plan) and the revenue sum, once the dataflow has applied the batch.
+    let deadline = Instant::now() + HANG;
+    let rows = loop {
+        let (status, v) = get(&mut http, "/api/projects/1/live/by-plan", "phx_key_one");
+        assert_eq!(status, 200, "{v}");
+        let total: u64 = v["results"].as_array().unwrap().iter().map(|r| r["count"].as_u64().unwrap()).sum();
+        if total == 30 {
+            break v["results"].as_array().unwrap().clone();
+        }
+        assert!(Instant::now() < deadline, "live aggregate stuck at {total} of 30: {v}\n{}", server.output());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let count = |event: &str, plan: &str| -> u64 {
+        rows.iter()
+            .filter(|r| r["event"] == event && r["groups"][0] == plan)
+            .map(|r| r["count"].as_u64().unwrap())
+            .sum()
+    };
+    // i % 3 == 0 are purchases (10 of them: 5 pro, 5 free); the rest pageviews (10 pro, 10 free).
+    assert_eq!((count("purchase", "pro"), count("purchase", "free")), (5, 5));
+    assert_eq!((count("$pageview", "pro"), count("$pageview", "free")), (10, 10));
+    let (_, revenue) = get(&mut http, "/api/projects/1/live/revenue", "phx_key_one");
+    let sum: f64 = revenue["results"].as_array().unwrap().iter().map(|r| r["value"].as_f64().unwrap()).sum();
+    let expected: f64 = (0..30).filter(|i| i % 3 == 0).map(|i| (10 + i) as f64).sum();
+    assert_eq!(sum, expected, "{revenue}");
+
+    // Another project's key, no key, an unknown aggregate.
+    assert_eq!(get(&mut http, "/api/projects/1/live/by-plan", "phx_key_two").0, 404);
+    assert_eq!(get(&mut http, "/api/projects/1/live/by-plan", "phx_nope").0, 401);
+    assert_eq!(http.get("/api/projects/1/live/by-plan").unwrap().status, 401);
+    assert_eq!(get(&mut http, "/api/projects/1/live/nope", "phx_key_one").0, 404);
+    assert_eq!(get(&mut http, "/api/projects/1/live/by-plan?from=yesterday", "phx_key_one").0, 400);
+
+    // Persisted: the warehouse's table holds the same totals after a clean stop.
+    server.stop();
+    let persisted = query(
+        &config,
+        &data,
+        "SELECT aggregate_id, sum(value) FROM live_aggregates FINAL WHERE team_id = 1 GROUP BY aggregate_id ORDER BY aggregate_id",
+    );
+    let results = persisted["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{persisted}");
+    assert_eq!(results[0][0], "by-plan");
+    assert_eq!(results[0][1].as_f64(), Some(30.0));
+    assert_eq!(results[1][1].as_f64(), Some(expected));
+}
+
+/// Now, RFC 3339 UTC with milliseconds.
+fn chrono_now() -> String {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
