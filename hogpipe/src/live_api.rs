@@ -78,20 +78,16 @@ async fn live_rows(
         return error(StatusCode::NOT_FOUND, &format!("no live aggregate {aggregate:?} in project {project}"));
     };
     let now = chrono::Utc::now().timestamp_millis();
-    let parse = |name: &str, default: i64| -> Result<i64, Response> {
+    let parse = |name: &str, default: i64| -> Result<i64, String> {
         match query.get(name) {
             None => Ok(default),
-            Some(v) => time_ms(v).ok_or_else(|| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("`{name}` must be RFC 3339 or milliseconds since the epoch, got {v:?}"),
-                )
-            }),
+            Some(v) => time_ms(v)
+                .ok_or_else(|| format!("`{name}` must be RFC 3339 or milliseconds since the epoch, got {v:?}")),
         }
     };
     let (from, to) = match (parse("from", now - 86_400_000), parse("to", now + 60_000)) {
         (Ok(f), Ok(t)) => (f, t),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(m), _) | (_, Err(m)) => return error(StatusCode::BAD_REQUEST, &m),
     };
     let rows = state.live.store().query(&aggregate, from, to);
     let out: Vec<RowOut> = rows
