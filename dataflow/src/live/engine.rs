@@ -11,9 +11,9 @@
 //!
 //! Events are keyed by project and a shard (a hash of distinct id and time), and each definition
 //! is replicated to every shard of its project, so one large project's join is spread over the
-//! workers. Counts and sums travel as the *difference* of the collection ([`Agg`]): an arrangement keeps
-//! one consolidated record per row instead of one per event, and a retraction cancels exactly
-//! (sums are fixed-point integers). `count_core` turns the accumulated differences into one
+//! workers. Counts and sums travel as the *difference* of the collection ([`Agg`]): an arrangement
+//! keeps one consolidated record per row instead of one per event, and a retraction cancels
+//! exactly (sums are fixed-point integers). `count_core` turns the accumulated differences into one
 //! `(row, total)` record per row, exchanged by row, so totals are right with any number of
 //! workers or processes.
 
@@ -338,7 +338,10 @@ impl Live {
     ) -> LiveWorker {
         if worker == 0 {
             // Before any frontier can move: every worker's inputs start at epoch 0.
-            self.hosts_leader.store(true, std::sync::atomic::Ordering::Relaxed);
+            if self.hosts_leader.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                // Another run of the graph with this `Live`: its state starts empty.
+                self.restart();
+            }
         }
         let mut definitions = InputSession::new();
         let mut aging = InputSession::new();
