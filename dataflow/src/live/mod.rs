@@ -42,7 +42,7 @@
 //!   process 0 is complete, the others stay empty; definitions are read from process 0's
 //!   registry. [`Live::progress`] counts the events of its own process.
 //!
-//! The computation itself is in `engine.rs`, the rows in [`store`], and [`bench`] measures the delay
+//! The computation itself is in `engine.rs`, the rows in [`store`], and [`mod@bench`] measures the delay
 //! from capture to visibility.
 
 pub mod bench;
