@@ -11,7 +11,6 @@ fn env(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing else we use.
     let options = DelayOptions {
         samples: env("LIVE_BENCH_SAMPLES", 500) as usize,
         workers: env("LIVE_BENCH_WORKERS", 2) as usize,

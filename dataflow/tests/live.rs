@@ -589,3 +589,28 @@ fn end_to_end_captured_events_become_visible_while_serving() {
     let summary = graph.join().unwrap().unwrap();
     assert_eq!(summary.written, 15);
 }
+
+#[test]
+fn another_run_with_the_same_live_starts_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = open_wal(dir.path());
+    let clock = Arc::new(ManualClock::new(NOW));
+    let live = Arc::new(Live::with_clock(config(), vec![def("count", 1, Measure::Count, None, &[])], clock).unwrap());
+    let event = |i: usize| json!({"event": "x", "distinct_id": format!("u{i}"), "timestamp": at(3)});
+    let total = || -> u64 { live.store().query("count", i64::MIN, i64::MAX).iter().map(|r| r.count).sum() };
+    let run_once = || {
+        let pipeline = pipeline(dir.path(), wal.clone(), Some(live.clone()), "events.jsonl");
+        run(pipeline, Options { workers: 2, batch_size: 3, ..Options::default() }, Until::CaughtUp).unwrap()
+    };
+    capture(&wal, TOKENS[0], (0..10).map(event).collect());
+    assert_eq!(run_once().read, 10);
+    assert_eq!(total(), 10);
+    assert_eq!(live.progress().events, 10);
+    let first_start = live.store().started_at_ms();
+
+    capture(&wal, TOKENS[0], (10..15).map(event).collect());
+    assert_eq!(run_once().read, 5, "the committed positions hold");
+    assert_eq!(total(), 5, "a new run has a new differential state, so the store starts over");
+    assert_eq!(live.progress().events, 15);
+    assert!(live.store().started_at_ms() >= first_start);
+}

@@ -1,7 +1,7 @@
 //! The differential computation behind live aggregates, built into each worker's dataflow.
 //!
 //! ```text
-//! processed events ──LiveEntry──┐ (team, LiveEvent)       definitions (worker 0) ─┐ (team, def)
+//! processed events ──LiveEntry──┐ ((team, shard), LiveEvent)   definitions ─┐ ((team, shard), def)
 //! aging (worker-side retractions)┴─ concat ─ arrange ── join_core ── arrange ─────┘
 //!                                     │ (row, contribution)
 //!            count/sum: explode to (row, Agg diff) ─────────┐
@@ -9,9 +9,11 @@
 //!                                                 ─ exchange to worker 0 ─ LiveStore::apply
 //! ```
 //!
-//! Counts and sums travel as the *difference* of the collection ([`Agg`]): an arrangement keeps
-//! one consolidated record per row instead of one per event, and a retraction cancels exactly
-//! (sums are fixed-point integers). `count_core` turns the accumulated differences into one
+//! Events are keyed by project and a shard (a hash of distinct id and time), and each definition
+//! is replicated to every shard of its project, so one large project's join is spread over the
+//! workers. Counts and sums travel as the *difference* of the collection ([`Agg`]): an arrangement
+//! keeps one consolidated record per row instead of one per event, and a retraction cancels
+//! exactly (sums are fixed-point integers). `count_core` turns the accumulated differences into one
 //! `(row, total)` record per row, exchanged by row, so totals are right with any number of
 //! workers or processes.
 
@@ -186,10 +188,25 @@ pub(crate) fn tiers(time: i64, now: i64, config: &LiveConfig) -> (u8, i64) {
     (mask, next)
 }
 
+/// Shards per project: events of one project spread over this many join keys.
+pub(crate) const SHARDS: u16 = 32;
+
+/// The join key: project and shard.
+pub(crate) type EventKey = (u64, u16);
+
+/// The shard of an event (FNV-1a: the same in every process).
+fn shard(distinct_id: &str, time: i64) -> u16 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for byte in distinct_id.as_bytes().iter().chain(&time.to_le_bytes()) {
+        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % u64::from(SHARDS)) as u16
+}
+
 /// What became of an event offered to the live computation.
 pub(crate) enum Entry {
-    /// Kept, for the given team, until the given time (ms) at least.
-    Kept(u64, LiveEvent, i64),
+    /// Kept, under the given key, until the given time (ms) at least.
+    Kept(EventKey, LiveEvent, i64),
     /// Its timestamp is missing or not a time.
     BadTimestamp,
     /// Every interval's retention has already passed it.
@@ -214,7 +231,8 @@ pub(crate) fn enter(event: Event, now: i64, config: &LiveConfig) -> Entry {
     properties.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let live =
         LiveEvent { time, event: event.event, distinct_id: event.distinct_id, tiers, properties: properties.into() };
-    Entry::Kept(event.team_id, live, next)
+    let key = (event.team_id, shard(&live.distinct_id, time));
+    Entry::Kept(key, live, next)
 }
 
 fn contribute(event: &LiveEvent, def: &Def) -> Option<(RowKey, Contribution)> {
@@ -243,15 +261,15 @@ fn contribute(event: &LiveEvent, def: &Def) -> Option<(RowKey, Contribution)> {
     Some((key, contribution))
 }
 
-type ExpiryQueue = BTreeMap<i64, Vec<(u64, LiveEvent)>>;
+type ExpiryQueue = BTreeMap<i64, Vec<(EventKey, LiveEvent)>>;
 
 /// A worker's handle on its part of the live computation: the definitions input (fed by worker 0
 /// only), the aging input (this worker's retractions) and its expiry queue.
 pub(crate) struct LiveWorker {
     live: Arc<Live>,
     leader: bool,
-    definitions: InputSession<u64, (u64, Def), isize>,
-    aging: InputSession<u64, (u64, LiveEvent), isize>,
+    definitions: InputSession<u64, (EventKey, Def), isize>,
+    aging: InputSession<u64, (EventKey, LiveEvent), isize>,
     expiry: Rc<RefCell<ExpiryQueue>>,
     applied: Option<Arc<DefinitionSet>>,
 }
@@ -268,15 +286,15 @@ impl LiveWorker {
                 if *due.key() > now {
                     break;
                 }
-                for (team, event) in due.remove() {
+                for (key, event) in due.remove() {
                     let (tiers, next) = tiers(event.time, now, &self.live.config);
-                    self.aging.update((team, event.clone()), -1);
+                    self.aging.update((key, event.clone()), -1);
                     if tiers == 0 {
                         self.live.counters.expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     } else {
                         let event = LiveEvent { tiers, ..event };
-                        self.aging.update((team, event.clone()), 1);
-                        queue.entry(next).or_default().push((team, event));
+                        self.aging.update((key, event.clone()), 1);
+                        queue.entry(next).or_default().push((key, event));
                     }
                 }
             }
@@ -285,11 +303,13 @@ impl LiveWorker {
             let set = self.live.registry.snapshot();
             if self.applied.as_ref().map(|a| a.version) != Some(set.version) {
                 let old: &[AggregateDef] = self.applied.as_ref().map_or(&[], |a| &a.definitions);
-                for def in old.iter().filter(|d| !set.definitions.contains(d)) {
-                    self.definitions.update((def.project_id, Def::from(def)), -1);
-                }
-                for def in set.definitions.iter().filter(|d| !old.contains(d)) {
-                    self.definitions.update((def.project_id, Def::from(def)), 1);
+                let removed = old.iter().filter(|d| !set.definitions.contains(d)).map(|d| (d, -1));
+                let added = set.definitions.iter().filter(|d| !old.contains(d)).map(|d| (d, 1));
+                for (def, diff) in removed.chain(added) {
+                    let record = Def::from(def);
+                    for shard in 0..SHARDS {
+                        self.definitions.update(((def.project_id, shard), record.clone()), diff);
+                    }
                 }
                 self.live.note_version(time, set.version);
                 tracing::info!(version = set.version, epoch = time, "live aggregate definitions in effect");
@@ -303,7 +323,7 @@ impl LiveWorker {
     }
 }
 
-type EntryOutput = CapacityContainerBuilder<Vec<((u64, LiveEvent), u64, isize)>>;
+type EntryOutput = CapacityContainerBuilder<Vec<((EventKey, LiveEvent), u64, isize)>>;
 
 impl Live {
     /// Builds this worker's part of the live computation on `processed` (the events the sinks
@@ -318,7 +338,10 @@ impl Live {
     ) -> LiveWorker {
         if worker == 0 {
             // Before any frontier can move: every worker's inputs start at epoch 0.
-            self.hosts_leader.store(true, std::sync::atomic::Ordering::Relaxed);
+            if self.hosts_leader.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                // Another run of the graph with this `Live`: its state starts empty.
+                self.restart();
+            }
         }
         let mut definitions = InputSession::new();
         let mut aging = InputSession::new();
@@ -340,9 +363,9 @@ impl Live {
                                 seen += 1;
                                 let entry = enter(event, now, &live.config);
                                 live.counters.count(&entry);
-                                if let Entry::Kept(team, event, next) = entry {
-                                    queue.entry(next).or_default().push((team, event.clone()));
-                                    session.give(((team, event), time, 1));
+                                if let Entry::Kept(key, event, next) = entry {
+                                    queue.entry(next).or_default().push((key, event.clone()));
+                                    session.give(((key, event), time, 1));
                                 }
                             }
                         }
@@ -352,11 +375,11 @@ impl Live {
             })
             .as_collection();
         let events = entered.concat(aging.to_collection(scope));
-        let definitions_by_team = definitions.to_collection(scope);
+        let definitions_by_shard = definitions.to_collection(scope);
 
         let contributions = events
             .arrange_by_key_named("LiveEvents")
-            .join_core(definitions_by_team.arrange_by_key_named("LiveDefinitions"), |_team, event, def| {
+            .join_core(definitions_by_shard.arrange_by_key_named("LiveDefinitions"), |_key, event, def| {
                 contribute(event, def)
             });
         let added = contributions.clone().explode(|(key, c)| match c {
@@ -370,7 +393,8 @@ impl Live {
             })
             .distinct()
             .explode(|(key, _)| Some((key, Agg::ONE)));
-        let totals = added.concat(distinct).count_core::<isize>();
+        // Events of one batch and row merge before they are exchanged by row.
+        let totals = added.concat(distinct).consolidate_stream().count_core::<isize>();
 
         let live = self.clone();
         let leader = worker == 0;
@@ -441,6 +465,13 @@ mod tests {
         for bad in ["", "abc", "true", "NaN", "inf", "1e19", "{\"a\":1}", " 1"] {
             assert_eq!(fixed_point(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn shards_spread_one_project() {
+        let used: std::collections::BTreeSet<u16> = (0..1000).map(|i| shard(&format!("user-{i}"), i)).collect();
+        assert_eq!(used.len(), SHARDS as usize);
+        assert_eq!(shard("u", 1), shard("u", 1), "the same in every process");
     }
 
     #[test]

@@ -36,12 +36,13 @@
 //!   (the worker waits for that before reading more), so a captured event is visible one graph
 //!   round after it is read from the log. [`Live::progress`] says how far the store is.
 //! - **Restarts.** The state lives in memory; a restarted process begins empty, so buckets that
-//!   began before [`LiveStore::started_at_ms`] are `partial`.
+//!   began before [`LiveStore::started_at_ms`] are `partial`. Another [`crate::graph::run`] with
+//!   the same `Live` starts over the same way (the store is emptied).
 //! - **Cluster mode.** Results are exchanged by row and then sent to worker 0: the store of
 //!   process 0 is complete, the others stay empty; definitions are read from process 0's
 //!   registry. [`Live::progress`] counts the events of its own process.
 //!
-//! The computation itself is in `engine.rs`, the rows in [`store`], and [`bench`] measures the delay
+//! The computation itself is in `engine.rs`, the rows in [`store`], and [`mod@bench`] measures the delay
 //! from capture to visibility.
 
 pub mod bench;
@@ -352,6 +353,12 @@ impl Live {
 
     fn note_version(&self, epoch: u64, version: u64) {
         self.state().versions.insert(epoch, version);
+    }
+
+    /// A new run of the graph: epochs count from 0 again and the store starts empty.
+    fn restart(&self) {
+        self.store.restart();
+        self.state().published.epochs = 0;
     }
 
     /// Epochs before `upto` are complete in the store.

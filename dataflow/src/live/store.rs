@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -98,12 +99,12 @@ pub struct LiveStore {
     changed: Condvar,
     config: LiveConfig,
     clock: Arc<dyn Clock>,
-    started_at_ms: i64,
+    started_at_ms: AtomicI64,
 }
 
 impl std::fmt::Debug for LiveStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveStore").field("started_at_ms", &self.started_at_ms).finish_non_exhaustive()
+        f.debug_struct("LiveStore").field("started_at_ms", &self.started_at_ms()).finish_non_exhaustive()
     }
 }
 
@@ -166,7 +167,7 @@ impl Rows {
 impl LiveStore {
     /// An empty store; rows expire by `config`'s retention, measured with `clock`.
     pub fn new(config: LiveConfig, clock: Arc<dyn Clock>) -> LiveStore {
-        let started_at_ms = clock.now_ms();
+        let started_at_ms = AtomicI64::new(clock.now_ms());
         LiveStore {
             rows: RwLock::new(Rows::default()),
             latest: Mutex::new(0),
@@ -181,7 +182,16 @@ impl LiveStore {
     /// began earlier are partial: they miss the events processed before. A persister should not
     /// overwrite a stored row with a partial one, and the API may prefer the warehouse for them.
     pub fn started_at_ms(&self) -> i64 {
-        self.started_at_ms
+        self.started_at_ms.load(Ordering::Relaxed)
+    }
+
+    /// Starts over empty, as after a process restart (a new run of the graph has a new, empty
+    /// differential state). Rows are dropped without deletions: the warehouse keeps them.
+    pub(crate) fn restart(&self) {
+        let mut rows = self.rows.write().unwrap_or_else(|p| p.into_inner());
+        let version = rows.version;
+        *rows = Rows { version, ..Rows::default() };
+        self.started_at_ms.store(self.clock.now_ms(), Ordering::Relaxed);
     }
 
     fn expired(&self, interval: Interval, bucket: i64, now: i64) -> bool {
@@ -266,7 +276,7 @@ impl LiveStore {
             skipped: row.agg.skipped.max(0) as u64,
             version: row.version,
             deleted: row.deleted,
-            partial: slot.0 < self.started_at_ms,
+            partial: slot.0 < self.started_at_ms(),
         }
     }
 
