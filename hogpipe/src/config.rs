@@ -441,4 +441,27 @@ mod tests {
         assert!(specs[1].filter.is_some());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// The README's other configuration examples: warehouse, aggregates, a template destination
+    /// and the native sinks all parse (and the destination compiles with its inputs).
+    #[test]
+    fn readme_section_examples_parse() {
+        let readme = include_str!("../../README.md");
+        let block = |head: &str| -> &str {
+            let start = readme.find(&format!("```toml\n{head}")).unwrap_or_else(|| panic!("README has {head}")) + 8;
+            let end = start + readme[start..].find("```").unwrap();
+            &readme[start..end]
+        };
+        let w = Config::parse(block("[warehouse]"), "README.md").unwrap();
+        assert_eq!(w.warehouse.backend, "chdb");
+        let a = Config::parse(block("[[aggregates]]"), "README.md").unwrap();
+        assert_eq!(a.aggregates.len(), 1);
+        hogpipe_dataflow::live::Live::new(a.live.clone(), a.aggregates.clone()).unwrap();
+        let s = Config::parse(block("[[sinks]]"), "README.md").unwrap();
+        assert_eq!(s.sinks.len(), 4);
+        let f = Config::parse(block("[[functions]]\nid = \"orders-to-slack\""), "README.md").unwrap();
+        let dests = crate::functions::destinations(&f, std::path::Path::new(".")).unwrap();
+        assert_eq!(dests.len(), 1);
+        assert_eq!(crate::functions::compile_all(&f, std::path::Path::new(".")).unwrap().len(), 1);
+    }
 }

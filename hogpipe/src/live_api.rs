@@ -147,7 +147,10 @@ pub fn persist(live: Arc<Live>, warehouse: Arc<Warehouse>, stop: Arc<AtomicBool>
                         group_1: g(0),
                         group_2: g(1),
                         value: r.value.as_f64(),
-                        version: r.version,
+                        // Rows of buckets that began before this process started miss the events
+                        // processed before: version 0 lets a row stored before a restart win over
+                        // them, while a bucket with no stored row still gets one.
+                        version: if r.partial { 0 } else { r.version },
                     };
                     if serde_json::to_writer(&mut data, &row).is_ok() {
                         data.push(b'\n');
