@@ -22,6 +22,8 @@ HOGPIPE_CHDB_LIB="$(scripts/install-chdb.sh)"
 export HOGPIPE_CHDB_LIB
 scripts/clickhouse.sh install
 step "starting PostgreSQL (Debian's) for the sink tests"
+# Its state under the cache dir, so two checkouts testing at once do not share one server.
+export HOGPIPE_PG_DIR="$HOGPIPE_CACHE/postgres"
 HOGPIPE_TEST_PG_URL=$(scripts/postgres.sh start hogpipe_test)
 export HOGPIPE_TEST_PG_URL
 trap 'scripts/postgres.sh stop' EXIT

@@ -135,13 +135,14 @@ fn every_field_can_be_set() {
 #[test]
 fn unknown_fields_types_and_missing_fields_are_errors_with_their_place() {
     // Errors point into the entry that is wrong: at the field itself when it is read after
-    // `type` (`url`), else at the entry's `[[sinks]]` line, naming the field.
+    // `type` (tables keep their order, so that is every field written after `type`), else at the
+    // entry's `[[sinks]]` line, naming the field.
     let two = |second: &str| format!("[[sinks]]\ntype = \"file\"\ndir = \"x\"\n\n[[sinks]]\n{second}");
     let err = parse(&two("type = \"file\"\ndir = \"y\"\nmax_size = 3\n")).expect_err("unknown field");
     // Read after `type` (tables keep their order), so the error points at the field itself.
     assert!(err.contains("max_size") && err.contains("max_bytes") && err.contains("line 8"), "{err}");
     let err = parse(&two("type = \"webhook\"\nurl = \"http://h/\"\nmax_attempts = \"five\"\n")).expect_err("a string");
-    assert!(err.contains("line 5") && err.contains("max_attempts") && err.contains("five"), "{err}");
+    assert!(err.contains("line 8, column 16") && err.contains("max_attempts") && err.contains("five"), "{err}");
     let err = parse(&two("type = \"webhook\"\n\nurl = 5\n")).expect_err("a number");
     assert!(err.contains("line 8, column 7") && err.contains("url"), "{err}");
     let err = parse("[[sinks]]\ntype = \"s3\"\n").expect_err("unknown type");
