@@ -22,8 +22,9 @@ HOGPIPE_CHDB_LIB="$(scripts/install-chdb.sh)"
 export HOGPIPE_CHDB_LIB
 scripts/clickhouse.sh install
 step "starting PostgreSQL (Debian's) for the sink tests"
-# Its state under the cache dir, so two checkouts testing at once do not share one server.
-export HOGPIPE_PG_DIR="$HOGPIPE_CACHE/postgres"
+# Its state in a temp dir of this checkout's own (the server runs as the `postgres` user, which
+# cannot enter /root), so two checkouts testing at once do not share one server.
+export HOGPIPE_PG_DIR="${TMPDIR:-/tmp}/hogpipe-postgres-$(id -u)-$(printf '%s' "$root" | cksum | cut -d' ' -f1)"
 HOGPIPE_TEST_PG_URL=$(scripts/postgres.sh start hogpipe_test)
 export HOGPIPE_TEST_PG_URL
 trap 'scripts/postgres.sh stop' EXIT
