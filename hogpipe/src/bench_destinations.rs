@@ -49,6 +49,11 @@ pub struct DestinationsBenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Run every job through a real destination made from this template (`template-webhook`):
+    /// each job is a Hog invocation started on an event, suspended on `fetch`, and resumed with
+    /// the answer. Without it, jobs are prepared requests with a trivial resume (the engine alone).
+    #[arg(long)]
+    template: Option<String>,
 }
 
 /// Pending jobs the benchmark lets the engine hold on disk.
@@ -272,7 +277,64 @@ fn wait_done(timed: &Timed, target: usize, limit: Duration) -> Result<()> {
 
 /// Runs the benchmark with trivial jobs and a trivial `Resume`.
 pub fn run(args: DestinationsBenchArgs) -> Result<()> {
-    run_with(args, Arc::new(Trivial), Arc::new(trivial_job))
+    match args.template.clone() {
+        None => run_with(args, Arc::new(Trivial), Arc::new(trivial_job)),
+        Some(id) => {
+            let (invoker, make) = template_jobs(&id)?;
+            run_with(args, invoker, make)
+        }
+    }
+}
+
+/// Jobs that are real invocations of a template destination: the destination for a function id
+/// is (re)made with `url = <server>/hook` whenever the benchmark points that id at a server.
+fn template_jobs(id: &str) -> Result<(Arc<dyn Resume>, JobMaker)> {
+    use hogpipe_dataflow::event::{Event, Project};
+    use hogpipe_destinations::invoke::{Destination, Invoker, InvokerOptions};
+    let template = hogpipe_destinations::template::template(id)
+        .with_context(|| format!("no destination template {id:?} (see `hogpipe destinations list`)"))?;
+    let invoker = Arc::new(Invoker::new(InvokerOptions::default()));
+    let urls: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>> = Arc::default();
+    let project = Project { id: 1, name: "bench".into() };
+    let maker = invoker.clone();
+    let make: JobMaker = Arc::new(move |seq: usize, function_id: &str, base_url: &str| -> Job {
+        let url = format!("{base_url}/hook");
+        {
+            let mut known = urls.lock().unwrap_or_else(|p| p.into_inner());
+            if known.get(function_id) != Some(&url) {
+                let mut inputs = serde_json::Map::new();
+                inputs.insert("url".into(), url.clone().into());
+                match Destination::from_template(function_id, 1, function_id, template, &inputs) {
+                    Ok(d) => {
+                        maker.upsert(d);
+                    }
+                    Err(e) => eprintln!("bench: {e}"),
+                }
+                known.insert(function_id.to_string(), url);
+            }
+        }
+        let mut properties = serde_json::Map::new();
+        properties.insert("$current_url".into(), format!("https://example.com/p/{}", seq % 9).into());
+        properties.insert("$browser".into(), "Chrome".into());
+        properties.insert("plan".into(), "pro".into());
+        properties.insert("email".into(), format!("user{}@example.com", seq % 10_000).into());
+        let event = Event {
+            uuid: format!("0192d0c1-0000-7000-8000-{seq:012x}"),
+            team_id: 1,
+            event: "$pageview".into(),
+            distinct_id: format!("user-{}", seq % 10_000),
+            properties,
+            timestamp: "2026-01-01T00:00:00.000Z".into(),
+            elements_chain: String::new(),
+            ip: String::new(),
+        };
+        match maker.start(function_id, &event, &project) {
+            Next::Fetch { request, state } => Job { function_id: function_id.to_string(), team_id: 1, request, state },
+            // Not expected from the webhook template; a job the server answers anyway.
+            _ => trivial_job(seq, function_id, base_url),
+        }
+    });
+    Ok((invoker, make))
 }
 
 /// Runs the benchmark with these jobs and this `Resume` (e.g. the webhook template's invoker).
