@@ -167,12 +167,6 @@ impl Warehouse {
         &self.version
     }
 
-    /// The name to insert into / read from for a logical table (the same in every layout: in a
-    /// cluster it is the `Distributed` table).
-    pub fn table<'a>(&self, name: &'a str) -> &'a str {
-        name
-    }
-
     /// Runs a query (without `FORMAT`) and returns its rows.
     pub fn query(&self, sql: &str) -> Result<Rows, WarehouseError> {
         let out = self.backend.query(&format!("{sql} FORMAT JSONCompact"))?;

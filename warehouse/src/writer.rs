@@ -198,13 +198,13 @@ impl EventWriter {
         let backend = self.warehouse.backend();
         let result = (|| {
             if !taken.persons.is_empty() {
-                backend.insert(self.warehouse.table("persons"), "JSONEachRow", &taken.persons)?;
+                backend.insert("persons", "JSONEachRow", &taken.persons)?;
             }
             if !taken.distinct_ids.is_empty() {
-                backend.insert(self.warehouse.table("person_distinct_ids"), "JSONEachRow", &taken.distinct_ids)?;
+                backend.insert("person_distinct_ids", "JSONEachRow", &taken.distinct_ids)?;
             }
             if taken.rows > 0 {
-                backend.insert(self.warehouse.table("events"), "JSONEachRow", &taken.data)?;
+                backend.insert("events", "JSONEachRow", &taken.data)?;
             }
             Ok::<(), WarehouseError>(())
         })();

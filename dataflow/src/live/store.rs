@@ -349,27 +349,10 @@ impl LiveStore {
     }
 }
 
-/// Formats ms since the Unix epoch as RFC 3339 UTC with milliseconds (`2024-05-01T13:00:00.000Z`).
+/// Formats ms since the Unix epoch as RFC 3339 UTC with milliseconds (`2024-05-01T13:00:00.000Z`),
+/// as capture writes event times. Beyond chrono's range (±262 000 years): the epoch.
 pub fn format_ms(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    )
+    hogpipe_capture::event::format_time(chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default())
 }
 
 #[cfg(test)]
