@@ -1,11 +1,86 @@
-//! hogpipe's REST API, served by `hogpipe serve` under `/api` on the capture port: projects and
-//! personal API keys, Hog functions (CRUD, test runs, logs, metrics), the template catalog, dead
-//! letters, the query API (HogQL with team isolation, trends, funnels, retention), live
-//! aggregates, and the OpenAPI description at `/api/schema`.
+//! hogpipe's REST API, served by `hogpipe serve` under `/api` on the capture port: projects,
+//! Hog functions (CRUD, test runs, logs, metrics), the template catalog, dead letters, the query
+//! API (HogQL with team isolation, trends, funnels, retention), live aggregates, and the OpenAPI
+//! description at `/api/schema`.
 //!
-//! It owns the state store ([`store`]); query translation and insight SQL live in
-//! `hogpipe-warehouse`, function execution in `hog-lang`, `hogpipe-dataflow` and
-//! `hogpipe-destinations`.
+//! It owns the state store ([`store`]) and the HTTP layer. Query translation and insight SQL are
+//! `hogpipe-warehouse`'s; running functions is `hog-lang`'s, `hogpipe-dataflow`'s and
+//! `hogpipe-destinations`'s. Every handler authenticates with a personal API key ([`auth`]).
 #![warn(missing_docs)]
 
+pub mod auth;
+pub mod deploy;
+pub mod error;
+pub mod filters;
+pub mod persist;
+pub mod routes;
 pub mod store;
+
+use std::sync::Arc;
+
+use axum::Router;
+use hogpipe_dataflow::functions::FunctionStats;
+use hogpipe_dataflow::live::Live;
+use hogpipe_destinations::engine::Engine;
+use hogpipe_warehouse::Warehouse;
+
+pub use error::ApiError;
+
+/// Limits on queries sent to `/api/projects/:id/query`.
+#[derive(Debug, Clone)]
+pub struct QueryLimits {
+    /// Rows returned when the query says no LIMIT.
+    pub default_limit: u64,
+    /// The largest LIMIT honoured.
+    pub max_limit: u64,
+    /// Seconds a query may run.
+    pub max_execution_time_secs: u64,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits { default_limit: 100, max_limit: 10_000, max_execution_time_secs: 30 }
+    }
+}
+
+/// What the handlers share. Parts of a deployment that are off (`[warehouse] backend = "none"`,
+/// `[dataflow] enabled = false`) are `None`, and their routes answer 503 saying so.
+pub struct ApiState {
+    /// Projects, keys, functions, logs, metrics.
+    pub store: Arc<store::Store>,
+    /// The warehouse, for the query API.
+    pub warehouse: Option<Arc<Warehouse>>,
+    /// The running functions, changed when the API changes a function.
+    pub deployment: Option<Arc<deploy::Deployment>>,
+    /// The delivery engine, for dead letters.
+    pub engine: Option<Arc<Engine>>,
+    /// Live aggregates.
+    pub live: Option<Arc<Live>>,
+    /// In-memory counters of the running functions (the store has the persisted history).
+    pub stats: Option<Arc<FunctionStats>>,
+    /// Query limits.
+    pub limits: QueryLimits,
+    /// `site_url` for function globals in test runs.
+    pub site_url: String,
+}
+
+impl ApiState {
+    /// State with only a store (tests, and deployments without a dataflow or warehouse).
+    pub fn new(store: Arc<store::Store>) -> ApiState {
+        ApiState {
+            store,
+            warehouse: None,
+            deployment: None,
+            engine: None,
+            live: None,
+            stats: None,
+            limits: QueryLimits::default(),
+            site_url: "http://localhost:8000".into(),
+        }
+    }
+}
+
+/// Every `/api` route, ready to merge with capture's router.
+pub fn app(state: Arc<ApiState>) -> Router {
+    routes::router(state)
+}

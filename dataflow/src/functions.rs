@@ -118,6 +118,21 @@ pub struct FunctionCounters {
     pub routed: u64,
     /// Total time spent in the function, microseconds.
     pub micros: u64,
+    /// Invocations by duration: `durations[i]` counts those of at most
+    /// [`DURATION_BUCKETS_MICROS`]`[i]` (and more than the bucket before); the last counts the rest.
+    pub durations: [u64; DURATION_BUCKETS_MICROS.len() + 1],
+}
+
+/// Upper bounds of the duration histogram's buckets, microseconds (10 µs … 1 s).
+pub const DURATION_BUCKETS_MICROS: [u64; 6] = [10, 100, 1_000, 10_000, 100_000, 1_000_000];
+
+impl FunctionCounters {
+    /// Counts one invocation that took `micros`.
+    pub fn record_duration(&mut self, micros: u64) {
+        self.micros += micros;
+        let i = DURATION_BUCKETS_MICROS.iter().position(|&b| micros <= b).unwrap_or(DURATION_BUCKETS_MICROS.len());
+        self.durations[i] += 1;
+    }
 }
 
 /// One line of a function's log.
@@ -140,6 +155,18 @@ pub struct FunctionStats {
     counters: Mutex<BTreeMap<String, FunctionCounters>>,
     logs: Mutex<HashMap<String, VecDeque<LogLine>>>,
     versions: Mutex<BTreeMap<usize, u64>>,
+    /// Lines not yet taken by the persister ([`FunctionStats::take_new_logs`]), with the time
+    /// they arrived (ms since the epoch); at most [`PENDING_LOG_LINES`], oldest dropped first.
+    pending: Mutex<PendingLogs>,
+}
+
+/// Lines waiting for [`FunctionStats::take_new_logs`] at most (the oldest go first when more arrive).
+pub const PENDING_LOG_LINES: usize = 20_000;
+
+#[derive(Debug, Default)]
+struct PendingLogs {
+    lines: VecDeque<(String, i64, LogLine)>,
+    dropped: u64,
 }
 
 impl FunctionStats {
@@ -155,6 +182,9 @@ impl FunctionStats {
             c.dropped += d.dropped;
             c.routed += d.routed;
             c.micros += d.micros;
+            for (a, b) in c.durations.iter_mut().zip(d.durations.iter()) {
+                *a += b;
+            }
         }
     }
 
@@ -162,12 +192,35 @@ impl FunctionStats {
     pub fn log(&self, id: &str, lines: impl IntoIterator<Item = LogLine>) {
         let Ok(mut logs) = self.logs.lock() else { return };
         let ring = logs.entry(id.to_string()).or_default();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        let Ok(mut pending) = self.pending.lock() else { return };
         for line in lines {
             if ring.len() == LOG_LINES_KEPT {
                 ring.pop_front();
             }
+            if pending.lines.len() == PENDING_LOG_LINES {
+                pending.lines.pop_front();
+                pending.dropped += 1;
+            }
+            pending.lines.push_back((id.to_string(), now_ms, line.clone()));
             ring.push_back(line);
         }
+    }
+
+    /// Takes the lines logged since the last call, as `(function id, ms since the epoch, line)`,
+    /// and how many were dropped because nobody took them in time.
+    pub fn take_new_logs(&self) -> (Vec<(String, i64, LogLine)>, u64) {
+        let Ok(mut pending) = self.pending.lock() else { return (Vec::new(), 0) };
+        let dropped = std::mem::take(&mut pending.dropped);
+        (pending.lines.drain(..).collect(), dropped)
+    }
+
+    /// Every function's counters.
+    pub fn all_counters(&self) -> BTreeMap<String, FunctionCounters> {
+        self.counters.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     /// Records which function-set version a worker runs from now on.

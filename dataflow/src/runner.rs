@@ -323,7 +323,7 @@ impl Runner {
         self.charge(id, took, failed);
         let c = self.counters.entry(id.to_string()).or_default();
         c.invocations += 1;
-        c.micros += took.as_micros() as u64;
+        c.record_duration(took.as_micros() as u64);
         c
     }
 

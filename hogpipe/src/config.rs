@@ -42,6 +42,9 @@ pub struct Config {
     /// Native sinks every processed event also goes to (`type = "file" | "kafka" | "postgres" | "webhook"`).
     #[serde(default)]
     pub sinks: Vec<hogpipe_destinations::sinks::SinkConfig>,
+    /// The state store (`[state]`): SQLite in the data dir, or PostgreSQL with `url`.
+    #[serde(default)]
+    pub state: hogpipe_api::store::StoreConfig,
 }
 
 /// `[dataflow]`

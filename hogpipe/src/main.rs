@@ -11,7 +11,7 @@ mod dead_letters_cli;
 mod destinations_cli;
 mod functions;
 mod hog_cli;
-mod live_api;
+mod live_persist;
 mod query_cli;
 mod serve;
 

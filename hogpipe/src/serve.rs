@@ -26,7 +26,10 @@ use hogpipe_destinations::invoke::{Invoker, InvokerOptions};
 use hogpipe_warehouse::writer::EventWriter;
 use hogpipe_warehouse::Warehouse;
 
-use crate::live_api;
+use crate::live_persist;
+use hogpipe_api::deploy::Deployment;
+use hogpipe_api::store::{ProjectSeed, Store};
+use hogpipe_api::ApiState;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::{projects_or_generate, Config, LogBackend};
@@ -86,6 +89,16 @@ pub fn run(args: ServeArgs) -> Result<()> {
     init_tracing();
 
     let projects = projects_or_generate(&config, &data_dir)?;
+    let store = Arc::new(Store::open(&config.state, &data_dir).context("cannot open the state store")?);
+    store
+        .sync_projects(
+            &projects
+                .iter()
+                .map(|p| ProjectSeed { id: p.id, name: p.name.clone(), token: p.token.clone(), api_keys: p.api_keys.clone() })
+                .collect::<Vec<_>>(),
+        )
+        .context("cannot record the projects in the state store")?;
+    eprintln!("hogpipe: state store: {}", store.describe());
     let tokens = StaticTokens(projects.iter().map(|p| (p.token.clone(), p.id)).collect());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -157,7 +170,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 Arc::new(reader)
             }
         };
-        Some(start_dataflow(&config, &config_base, &data_dir, &projects, reader, cluster, warehouse.clone())?)
+        Some(start_dataflow(&config, &config_base, &data_dir, &projects, reader, cluster, warehouse.clone(), store.clone())?)
     };
     #[cfg(unix)]
     if let (Some(df), Some(path)) = (&dataflow, args.config.clone()) {
@@ -165,23 +178,27 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let hup = runtime
             .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) })
             .context("cannot listen for SIGHUP")?;
-        runtime.spawn(reload_on_sighup(hup, path, config_base.clone(), df.registry.clone(), df.invoker.clone()));
+        runtime.spawn(reload_on_sighup(hup, path, config_base.clone(), df.deployment.clone()));
     }
 
     let state = CaptureState::new(config.capture.to_capture_config(), log, Arc::new(tokens));
     let host = args.host.clone().unwrap_or(config.capture.host.clone());
     let port = args.port.unwrap_or(config.capture.port);
-    let live = dataflow.as_ref().and_then(|df| df.live.clone());
+    let api_state = Arc::new(ApiState {
+        warehouse: warehouse.clone(),
+        deployment: dataflow.as_ref().map(|df| df.deployment.clone()),
+        engine: dataflow.as_ref().map(|df| df.engine.clone()),
+        live: dataflow.as_ref().and_then(|df| df.live.clone()),
+        stats: dataflow.as_ref().map(|df| df.stats.clone()),
+        ..ApiState::new(store.clone())
+    });
     let result: Result<()> = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((host.as_str(), port))
             .await
             .with_context(|| format!("cannot listen on {host}:{port}"))?;
         let addr = listener.local_addr()?;
         eprintln!("hogpipe: capture listening on http://{addr}");
-        let mut router = app(state);
-        if let Some(live) = &live {
-            router = router.merge(live_api::router(live.clone(), &projects));
-        }
+        let router = app(state).merge(hogpipe_api::app(api_state));
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
         eprintln!("hogpipe: stopping: in-flight requests finished");
@@ -200,6 +217,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
         }
         df.persist_stop.store(true, Ordering::Relaxed);
         if let Some(p) = df.persister {
+            let _ = p.join();
+        }
+        if let Some(p) = df.stats_persister {
             let _ = p.join();
         }
         // Deliveries in flight are stopped; they are in the queue and run again on the next start.
@@ -226,11 +246,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
 struct RunningDataflow {
     thread: std::thread::JoinHandle<Result<Summary, hogpipe_dataflow::graph::DataflowError>>,
     stop: Arc<AtomicBool>,
-    registry: Arc<Registry>,
-    invoker: Arc<Invoker>,
+    deployment: Arc<Deployment>,
     engine: Arc<Engine>,
     live: Option<Arc<Live>>,
+    stats: Arc<FunctionStats>,
     persister: Option<std::thread::JoinHandle<()>>,
+    stats_persister: Option<std::thread::JoinHandle<()>>,
     persist_stop: Arc<AtomicBool>,
 }
 
@@ -242,11 +263,12 @@ fn start_dataflow(
     log: Arc<dyn LogReader>,
     cluster: Option<Cluster>,
     warehouse: Option<Arc<Warehouse>>,
+    store: Arc<Store>,
 ) -> Result<RunningDataflow> {
     let warehouse_for_live = warehouse.clone();
     let persist_stop = Arc::new(AtomicBool::new(false));
     let functions = compile_all(config, base)?;
-    let registry = Arc::new(Registry::new(functions));
+    let registry = Arc::new(Registry::new(Vec::new()));
     let open = |file: &Option<PathBuf>| -> Result<Option<Arc<JsonLinesSink>>> {
         match file {
             Some(f) => {
@@ -281,7 +303,10 @@ fn start_dataflow(
     // engine (queue and dead letters in <data_dir>/destinations).
     let stats = Arc::new(FunctionStats::default());
     let invoker = Arc::new(Invoker::new(InvokerOptions::default()));
-    invoker.replace(destinations(config, base)?);
+    let watcher = Arc::new(Watcher::new(HealthConfig::default()));
+    // The config file's functions plus the ones created through the API.
+    let deployment = Arc::new(Deployment::new(registry.clone(), invoker.clone(), Some(watcher.clone()), store.clone()));
+    deployment.deploy(functions, destinations(config, base)?).map_err(|e| anyhow::anyhow!("{e}"))?;
     let engine = Arc::new(
         Engine::open(&data_dir.join(DATA_SUBDIR), EngineConfig::default(), invoker.clone())
             .context("cannot open the delivery queue")?,
@@ -296,15 +321,23 @@ fn start_dataflow(
         1 => invocation_sinks.remove(0),
         _ => Arc::new(FanOutInvocations::new(invocation_sinks)),
     };
-    let live = if config.aggregates.is_empty() {
-        None
-    } else {
-        let live = Live::new(config.live.clone(), config.aggregates.clone()).context("[[aggregates]]")?;
-        eprintln!("hogpipe: live aggregates: {}", config.aggregates.len());
-        Some(Arc::new(live))
-    };
+    // Live aggregates from the config plus the ones defined through the API (always on, so the
+    // API can add some while running).
+    let mut aggregates = config.aggregates.clone();
+    for stored in store.aggregates().context("cannot read live aggregate definitions")? {
+        match serde_json::from_value::<hogpipe_dataflow::live::AggregateDef>(stored.definition) {
+            Ok(def) if !aggregates.iter().any(|a| a.id == def.id) => aggregates.push(def),
+            Ok(def) => tracing::warn!(id = %def.id, "a live aggregate defined through the API has the id of one in the config; the config's is used"),
+            Err(e) => tracing::warn!(id = %stored.id, error = %e, "unreadable live aggregate definition skipped"),
+        }
+    }
+    let live = Live::new(config.live.clone(), aggregates.clone()).context("[[aggregates]]")?;
+    if !aggregates.is_empty() {
+        eprintln!("hogpipe: live aggregates: {}", aggregates.len());
+    }
+    let live = Some(Arc::new(live));
     let persister = match (&live, &warehouse_for_live) {
-        (Some(live), Some(w)) => Some(live_api::persist(live.clone(), w.clone(), persist_stop.clone())),
+        (Some(live), Some(w)) => Some(live_persist::persist(live.clone(), w.clone(), persist_stop.clone())),
         _ => None,
     };
     let pipeline = Pipeline {
@@ -316,8 +349,8 @@ fn start_dataflow(
         ),
         events,
         invocations,
-        stats,
-        watcher: Arc::new(Watcher::new(HealthConfig::default())),
+        stats: stats.clone(),
+        watcher,
     };
     let mut options = Options { batch_size: config.dataflow.batch_size.max(1), cluster, ..Options::default() };
     if let Some(w) = config.dataflow.workers {
@@ -330,7 +363,25 @@ fn start_dataflow(
         .name("hogpipe-dataflow".into())
         .spawn(move || run_dataflow(pipeline, options, until))
         .context("cannot start the dataflow thread")?;
-    Ok(RunningDataflow { thread, stop, registry, invoker, engine, live, persister, persist_stop })
+    let functions_of = registry.clone();
+    let project_of = Arc::new(move |id: &str| -> Option<u64> {
+        functions_of.snapshot().functions.iter().find(|f| f.id == id).map(|f| f.project_id)
+    });
+    let stats_persister = Some(
+        hogpipe_api::persist::spawn(stats.clone(), store, project_of, persist_stop.clone())
+            .context("cannot start the function stats thread")?,
+    );
+    Ok(RunningDataflow {
+        thread,
+        stop,
+        deployment,
+        engine,
+        live,
+        stats,
+        persister,
+        stats_persister,
+        persist_stop,
+    })
 }
 
 /// Reloads `[[functions]]` from the config file on SIGHUP. A config that does not load or compile
@@ -340,8 +391,7 @@ async fn reload_on_sighup(
     mut hup: tokio::signal::unix::Signal,
     path: PathBuf,
     base: PathBuf,
-    registry: Arc<Registry>,
-    invoker: Arc<Invoker>,
+    deployment: Arc<Deployment>,
 ) {
     {
         while hup.recv().await.is_some() {
@@ -350,10 +400,12 @@ async fn reload_on_sighup(
             match loaded {
                 Ok((functions, compiled_destinations)) => {
                     let n = functions.len();
-                    // Destinations first: an event routed by the new set finds its destination.
-                    invoker.replace(compiled_destinations);
-                    let version = registry.replace(functions);
-                    eprintln!("hogpipe: reloaded {n} functions from {} (version {version})", path.display());
+                    match deployment.deploy(functions, compiled_destinations) {
+                        Ok(version) => {
+                            eprintln!("hogpipe: reloaded {n} functions from {} (version {version})", path.display())
+                        }
+                        Err(e) => eprintln!("hogpipe: reload of {} failed: {e}", path.display()),
+                    }
                 }
                 Err(e) => {
                     eprintln!("hogpipe: reload of {} failed, keeping the running functions: {e:#}", path.display())

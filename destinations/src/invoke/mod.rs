@@ -303,6 +303,14 @@ impl Invoker {
         })
     }
 
+    /// Replaces every destination with already shared ones (kept by the caller to rebuild the
+    /// set later); returns the new version of the set.
+    pub fn replace_shared(&self, destinations: Vec<Arc<Destination>>) -> u64 {
+        self.change(|m| {
+            *m = destinations.into_iter().map(|d| (d.id.clone(), d)).collect();
+        })
+    }
+
     /// The version of the set (0 before any change).
     pub fn version(&self) -> u64 {
         self.snapshot().version
