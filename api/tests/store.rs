@@ -17,6 +17,12 @@ use hogpipe_api::store::{
 use serde_json::{json, Map, Value};
 use sha2::Digest as _;
 
+/// The API shares one store between request handlers.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Store>();
+};
+
 const URL_VAR: &str = "HOGPIPE_TEST_PG_URL";
 
 fn script() -> PathBuf {

@@ -12,6 +12,8 @@ use super::secrets::Sealer;
 use super::*;
 
 /// The open state store (SQLite or PostgreSQL). Cheap to share behind an `Arc`; methods block.
+/// Call them (and [`Store::open`]) from `spawn_blocking` or a plain thread: the PostgreSQL
+/// client runs its own runtime and panics on a thread that is driving an async runtime.
 pub struct Store {
     db: Db,
     sealer: Sealer,
