@@ -188,7 +188,9 @@ pub struct StoredAggregate {
     pub definition: Value,
 }
 
+mod db;
 mod implementation;
+mod secrets;
 
 pub use implementation::Store;
 
