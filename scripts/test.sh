@@ -52,6 +52,15 @@ if [ "$status" -eq 0 ]; then
   passed=$((passed + $(awk '/^test result/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) p += $i } END { print p + 0 }' "$HOGPIPE_CACHE/last-kafka-test.log")))
   failed=$((failed + $(awk '/^test result/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) f += $i } END { print f + 0 }' "$HOGPIPE_CACHE/last-kafka-test.log")))
 fi
+if [ "$status" -eq 0 ]; then
+  step "the REST API fuzzed from its OpenAPI description (schemathesis)"
+  if scripts/test-api-schema.sh; then
+    passed=$((passed + 1))
+  else
+    status=1
+    failed=$((failed + 1))
+  fi
+fi
 echo
 echo "${passed:-0} passed, ${failed:-0} failed"
 exit "$status"

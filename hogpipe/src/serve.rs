@@ -400,7 +400,12 @@ async fn reload_on_sighup(
             match loaded {
                 Ok((functions, compiled_destinations)) => {
                     let n = functions.len();
-                    match deployment.deploy(functions, compiled_destinations) {
+                    // The store may be PostgreSQL, whose client must not run on async threads.
+                    let d = deployment.clone();
+                    let deployed = tokio::task::spawn_blocking(move || d.deploy(functions, compiled_destinations))
+                        .await
+                        .unwrap_or_else(|e| Err(hogpipe_api::ApiError::internal(e)));
+                    match deployed {
                         Ok(version) => {
                             eprintln!("hogpipe: reloaded {n} functions from {} (version {version})", path.display())
                         }
