@@ -1,0 +1,1 @@
+//! Unit tests: translation and every rejection.
