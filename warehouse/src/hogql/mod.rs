@@ -71,8 +71,29 @@ pub struct HogQlError {
     pub column: usize,
 }
 
+/// Stack of the thread a translation runs on: parsing and printing recurse once per nesting
+/// level (bounded by [`parser::MAX_DEPTH`]), and unoptimised builds use tens of KB per level, more
+/// than a server's worker thread may have.
+const STACK_BYTES: usize = 16 * 1024 * 1024;
+
 /// Translates a HogQL query to ClickHouse SQL for `ctx.team_id` (without `FORMAT`).
+///
+/// Runs on a short-lived thread with a known stack (see [`STACK_BYTES`]), so it is safe to call
+/// from any thread, an async runtime's included.
 pub fn translate(hogql: &str, ctx: &Context) -> Result<String, HogQlError> {
+    let internal = |what: String| HogQlError { message: what, line: 1, column: 1 };
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("hogql".into())
+            .stack_size(STACK_BYTES)
+            .spawn_scoped(s, || translate_here(hogql, ctx))
+            .map_err(|e| internal(format!("cannot start the HogQL translator: {e}")))?
+            .join()
+            .map_err(|_| internal("the HogQL translator failed on this query".into()))?
+    })
+}
+
+fn translate_here(hogql: &str, ctx: &Context) -> Result<String, HogQlError> {
     if hogql.len() > MAX_QUERY_BYTES {
         return Err(HogQlError {
             message: format!("the query is too long: {} bytes, at most {MAX_QUERY_BYTES}", hogql.len()),

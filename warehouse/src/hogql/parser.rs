@@ -396,85 +396,80 @@ impl Parser<'_> {
 
     fn expr(&mut self) -> Result<Expr, HogQlError> {
         self.enter()?;
-        let e = self.or();
+        let e = self.expr_bp(0);
         self.leave();
         e
     }
 
-    /// One left-to-right chain of binary operators of a precedence level.
-    fn chain(
-        &mut self,
-        next: fn(&mut Self) -> Result<Expr, HogQlError>,
-        op: fn(&Token) -> Option<BinOp>,
-    ) -> Result<Expr, HogQlError> {
-        let first = next(self)?;
-        let mut rest = Vec::new();
-        while let Some(o) = op(self.peek()) {
-            self.bump();
-            rest.push((o, next(self)?));
+    /// Precedence climbing: operators binding tighter than `min`. One frame per precedence level
+    /// at most, so nesting costs little stack.
+    fn expr_bp(&mut self, min: u8) -> Result<Expr, HogQlError> {
+        let mut lhs = self.prefix()?;
+        loop {
+            if let Some(op) = binop(self.peek()) {
+                let bp = level(op);
+                if bp <= min {
+                    break;
+                }
+                self.bump();
+                let rhs = self.expr_bp(bp)?;
+                lhs = merge(lhs, op, rhs);
+                continue;
+            }
+            if min >= CMP {
+                break;
+            }
+            let p = lhs.pos;
+            let negated = self.peek().is_kw("NOT")
+                && ["LIKE", "ILIKE", "IN", "BETWEEN"].iter().any(|k| self.peek_at(1).is_kw(k));
+            if negated {
+                self.bump();
+            }
+            let kind = if self.peek().is_kw("LIKE") || self.peek().is_kw("ILIKE") {
+                let insensitive = self.bump().is_kw("ILIKE");
+                let pattern = self.expr_bp(CMP)?;
+                ExprKind::Like { expr: Box::new(lhs), pattern: Box::new(pattern), negated, insensitive }
+            } else if self.eat_kw("IN") {
+                ExprKind::In { expr: Box::new(lhs), list: self.in_list()?, negated }
+            } else if self.eat_kw("BETWEEN") {
+                let low = self.expr_bp(CMP)?;
+                self.expect_kw("AND")?;
+                let high = self.expr_bp(CMP)?;
+                ExprKind::Between { expr: Box::new(lhs), low: Box::new(low), high: Box::new(high), negated }
+            } else if self.eat_kw("IS") {
+                let negated = self.eat_kw("NOT");
+                self.expect_kw("NULL")?;
+                ExprKind::IsNull { expr: Box::new(lhs), negated }
+            } else {
+                break;
+            };
+            lhs = Expr { kind, pos: p };
         }
-        if rest.is_empty() {
-            return Ok(first);
-        }
-        let p = first.pos;
-        Ok(Expr { kind: ExprKind::Binary(Box::new(first), rest), pos: p })
+        Ok(lhs)
     }
 
-    fn or(&mut self) -> Result<Expr, HogQlError> {
-        self.chain(Self::and, |t| t.is_kw("OR").then_some(BinOp::Or))
-    }
-
-    fn and(&mut self) -> Result<Expr, HogQlError> {
-        self.chain(Self::not, |t| t.is_kw("AND").then_some(BinOp::And))
-    }
-
-    fn not(&mut self) -> Result<Expr, HogQlError> {
-        if self.peek().is_kw("NOT") {
-            let p = pos(&self.bump());
+    /// `NOT x`, `-x`, or a primary with its `[i]` suffixes.
+    fn prefix(&mut self) -> Result<Expr, HogQlError> {
+        if self.peek().is_kw("NOT") || self.peek().is_punct("-") {
+            let t = self.bump();
             self.enter()?;
-            let e = self.not();
+            let e = if t.is_kw("NOT") { self.expr_bp(NOT) } else { self.prefix() };
             self.leave();
-            return Ok(Expr { kind: ExprKind::Not(Box::new(e?)), pos: p });
+            let e = Box::new(e?);
+            let kind = if t.is_kw("NOT") { ExprKind::Not(e) } else { ExprKind::Neg(e) };
+            return Ok(Expr { kind, pos: pos(&t) });
         }
-        self.comparison()
-    }
-
-    fn comparison(&mut self) -> Result<Expr, HogQlError> {
-        let e = self.chain(Self::concat, |t| match &t.tok {
-            Tok::Punct("=") | Tok::Punct("==") => Some(BinOp::Eq),
-            Tok::Punct("!=") | Tok::Punct("<>") => Some(BinOp::NotEq),
-            Tok::Punct("<") => Some(BinOp::Lt),
-            Tok::Punct("<=") => Some(BinOp::LtEq),
-            Tok::Punct(">") => Some(BinOp::Gt),
-            Tok::Punct(">=") => Some(BinOp::GtEq),
-            _ => None,
-        })?;
-        let p = e.pos;
-        let negated = self.peek().is_kw("NOT")
-            && ["LIKE", "ILIKE", "IN", "BETWEEN"].iter().any(|k| self.peek_at(1).is_kw(k));
-        if negated {
-            self.bump();
-        }
-        let kind = if self.peek().is_kw("LIKE") || self.peek().is_kw("ILIKE") {
-            let insensitive = self.bump().is_kw("ILIKE");
-            let pattern = self.concat()?;
-            ExprKind::Like { expr: Box::new(e), pattern: Box::new(pattern), negated, insensitive }
-        } else if self.eat_kw("IN") {
-            ExprKind::In { expr: Box::new(e), list: self.in_list()?, negated }
-        } else if self.eat_kw("BETWEEN") {
-            let low = self.concat()?;
-            self.expect_kw("AND")?;
-            let high = self.concat()?;
-            ExprKind::Between { expr: Box::new(e), low: Box::new(low), high: Box::new(high), negated }
-        } else if self.peek().is_kw("IS") {
-            self.bump();
-            let negated = self.eat_kw("NOT");
-            self.expect_kw("NULL")?;
-            ExprKind::IsNull { expr: Box::new(e), negated }
-        } else {
+        let e = self.primary()?;
+        if !self.peek().is_punct("[") {
             return Ok(e);
-        };
-        Ok(Expr { kind, pos: p })
+        }
+        let p = e.pos;
+        let mut idx = Vec::new();
+        while self.eat_punct("[") {
+            idx.push(self.expr()?);
+            self.expect_punct("]")?;
+        }
+        Ok(Expr { kind: ExprKind::Index(Box::new(e), idx), pos: p })
     }
 
     fn in_list(&mut self) -> Result<InList, HogQlError> {
@@ -497,48 +492,6 @@ impl Parser<'_> {
             return Ok(InList::Named(name));
         }
         Err(self.unexpected("a parenthesized list or subquery after IN"))
-    }
-
-    fn concat(&mut self) -> Result<Expr, HogQlError> {
-        self.chain(Self::additive, |t| t.is_punct("||").then_some(BinOp::Concat))
-    }
-
-    fn additive(&mut self) -> Result<Expr, HogQlError> {
-        self.chain(Self::multiplicative, |t| match &t.tok {
-            Tok::Punct("+") => Some(BinOp::Add),
-            Tok::Punct("-") => Some(BinOp::Sub),
-            _ => None,
-        })
-    }
-
-    fn multiplicative(&mut self) -> Result<Expr, HogQlError> {
-        self.chain(Self::unary, |t| match &t.tok {
-            Tok::Punct("*") => Some(BinOp::Mul),
-            Tok::Punct("/") => Some(BinOp::Div),
-            Tok::Punct("%") => Some(BinOp::Mod),
-            _ => None,
-        })
-    }
-
-    fn unary(&mut self) -> Result<Expr, HogQlError> {
-        if self.peek().is_punct("-") {
-            let p = pos(&self.bump());
-            self.enter()?;
-            let e = self.unary();
-            self.leave();
-            return Ok(Expr { kind: ExprKind::Neg(Box::new(e?)), pos: p });
-        }
-        let e = self.primary()?;
-        if !self.peek().is_punct("[") {
-            return Ok(e);
-        }
-        let p = e.pos;
-        let mut idx = Vec::new();
-        while self.eat_punct("[") {
-            idx.push(self.expr()?);
-            self.expect_punct("]")?;
-        }
-        Ok(Expr { kind: ExprKind::Index(Box::new(e), idx), pos: p })
     }
 
     /// Whether a lambda starts here: `x ->` or `(x, y) ->`.
@@ -644,7 +597,7 @@ impl Parser<'_> {
             }
             Tok::Word(w) if w.eq_ignore_ascii_case("INTERVAL") => {
                 self.bump();
-                let value = self.unary()?;
+                let value = self.prefix()?;
                 let u = self.peek().clone();
                 let unit = match &u.tok {
                     Tok::Word(w) => {
@@ -744,4 +697,52 @@ impl Parser<'_> {
 
 fn is_reserved(w: &str) -> bool {
     RESERVED.iter().any(|r| r.eq_ignore_ascii_case(w))
+}
+
+/// Binding powers: `OR` < `AND` < `NOT` < comparisons (and LIKE, IN, BETWEEN, IS) < `||` < `+ -` < `* / %`.
+const NOT: u8 = 3;
+const CMP: u8 = 4;
+
+fn level(op: BinOp) -> u8 {
+    match op {
+        BinOp::Or => 1,
+        BinOp::And => 2,
+        BinOp::Eq | BinOp::NotEq | BinOp::Lt | BinOp::LtEq | BinOp::Gt | BinOp::GtEq => CMP,
+        BinOp::Concat => 5,
+        BinOp::Add | BinOp::Sub => 6,
+        BinOp::Mul | BinOp::Div | BinOp::Mod => 7,
+    }
+}
+
+fn binop(t: &Token) -> Option<BinOp> {
+    Some(match &t.tok {
+        Tok::Word(w) if w.eq_ignore_ascii_case("OR") => BinOp::Or,
+        Tok::Word(w) if w.eq_ignore_ascii_case("AND") => BinOp::And,
+        Tok::Punct("=") | Tok::Punct("==") => BinOp::Eq,
+        Tok::Punct("!=") | Tok::Punct("<>") => BinOp::NotEq,
+        Tok::Punct("<") => BinOp::Lt,
+        Tok::Punct("<=") => BinOp::LtEq,
+        Tok::Punct(">") => BinOp::Gt,
+        Tok::Punct(">=") => BinOp::GtEq,
+        Tok::Punct("||") => BinOp::Concat,
+        Tok::Punct("+") => BinOp::Add,
+        Tok::Punct("-") => BinOp::Sub,
+        Tok::Punct("*") => BinOp::Mul,
+        Tok::Punct("/") => BinOp::Div,
+        Tok::Punct("%") => BinOp::Mod,
+        _ => return None,
+    })
+}
+
+/// `lhs op rhs`, appended to `lhs` when it is a chain of the same level (left-associative, so
+/// the meaning is the same and long chains stay flat).
+fn merge(lhs: Expr, op: BinOp, rhs: Expr) -> Expr {
+    let p = lhs.pos;
+    match lhs.kind {
+        ExprKind::Binary(first, mut rest) if rest.first().is_some_and(|(o, _)| level(*o) == level(op)) => {
+            rest.push((op, rhs));
+            Expr { kind: ExprKind::Binary(first, rest), pos: p }
+        }
+        kind => Expr { kind: ExprKind::Binary(Box::new(Expr { kind, pos: p }), vec![(op, rhs)]), pos: p },
+    }
 }

@@ -206,7 +206,13 @@ impl Printer<'_> {
                 || matches!(&item.expr.kind, ExprKind::Chain(parts) if parts.len() == 1);
             let alias = match &item.alias {
                 Some(a) => Some(a.name.clone()),
-                None if !implicit && sql != item.source && !names.contains(&item.source) => Some(item.source.clone()),
+                // Qualified names are named differently by ClickHouse versions (`event`, `e.event`).
+                None if !implicit
+                    && (sql != item.source || matches!(&item.expr.kind, ExprKind::Chain(_)))
+                    && !names.contains(&item.source) =>
+                {
+                    Some(item.source.clone())
+                }
                 None => None,
             };
             out.push_str(&sql);
