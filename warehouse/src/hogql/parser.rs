@@ -15,8 +15,9 @@ pub const MAX_DEPTH: usize = 100;
 const RESERVED: &[&str] = &[
     "ALL", "AND", "ANTI", "ANY", "ARRAY", "AS", "ASC", "ASOF", "BETWEEN", "BY", "CASE", "CROSS", "DESC", "DISTINCT",
     "ELSE", "END", "FINAL", "FORMAT", "FROM", "FULL", "GLOBAL", "GROUP", "HAVING", "ILIKE", "IN", "INNER", "INTERVAL",
-    "INTO", "IS", "JOIN", "LEFT", "LIKE", "LIMIT", "NOT", "OFFSET", "ON", "OR", "ORDER", "OUTER", "PREWHERE", "QUALIFY",
-    "RIGHT", "SAMPLE", "SELECT", "SEMI", "SETTINGS", "THEN", "UNION", "USING", "WHEN", "WHERE", "WINDOW", "WITH",
+    "INTO", "IS", "JOIN", "LEFT", "LIKE", "LIMIT", "NOT", "OFFSET", "ON", "OR", "ORDER", "OUTER", "PREWHERE",
+    "QUALIFY", "RIGHT", "SAMPLE", "SELECT", "SEMI", "SETTINGS", "THEN", "UNION", "USING", "WHEN", "WHERE", "WINDOW",
+    "WITH",
 ];
 
 /// Interval units, as printed.
@@ -304,9 +305,7 @@ impl Parser<'_> {
         let mut joins = Vec::new();
         loop {
             let t = self.peek().clone();
-            let kind = if t.is_kw("JOIN") {
-                "INNER JOIN"
-            } else if t.is_kw("INNER") {
+            let kind = if t.is_kw("JOIN") || t.is_kw("INNER") {
                 "INNER JOIN"
             } else if t.is_kw("LEFT") {
                 "LEFT JOIN"
@@ -317,10 +316,16 @@ impl Parser<'_> {
             } else if t.is_kw("CROSS") {
                 "CROSS JOIN"
             } else if ["ANY", "ALL", "ASOF", "SEMI", "ANTI", "GLOBAL", "ARRAY", "PASTE"].iter().any(|k| t.is_kw(k)) {
-                return Err(at(&t, format!("{} JOIN is not supported", match &t.tok {
-                    Tok::Word(w) => w.to_uppercase(),
-                    _ => String::new(),
-                })));
+                return Err(at(
+                    &t,
+                    format!(
+                        "{} JOIN is not supported",
+                        match &t.tok {
+                            Tok::Word(w) => w.to_uppercase(),
+                            _ => String::new(),
+                        }
+                    ),
+                ));
             } else if t.is_punct(",") {
                 return Err(at(&t, "comma joins are not supported: use CROSS JOIN or JOIN … ON"));
             } else {
@@ -420,8 +425,8 @@ impl Parser<'_> {
                 break;
             }
             let p = lhs.pos;
-            let negated = self.peek().is_kw("NOT")
-                && ["LIKE", "ILIKE", "IN", "BETWEEN"].iter().any(|k| self.peek_at(1).is_kw(k));
+            let negated =
+                self.peek().is_kw("NOT") && ["LIKE", "ILIKE", "IN", "BETWEEN"].iter().any(|k| self.peek_at(1).is_kw(k));
             if negated {
                 self.bump();
             }
@@ -608,7 +613,9 @@ impl Parser<'_> {
                     _ => None,
                 };
                 let Some(unit) = unit else {
-                    return Err(self.unexpected("an interval unit (SECOND, MINUTE, HOUR, DAY, WEEK, MONTH, QUARTER, YEAR)"));
+                    return Err(
+                        self.unexpected("an interval unit (SECOND, MINUTE, HOUR, DAY, WEEK, MONTH, QUARTER, YEAR)")
+                    );
                 };
                 self.bump();
                 ExprKind::Interval(Box::new(value), unit)

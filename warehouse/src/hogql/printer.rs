@@ -37,9 +37,9 @@ pub fn ident(name: &str) -> String {
 /// Words ClickHouse would read as keywords where a name is expected.
 const RESERVED_OUT: &[&str] = &[
     "ALL", "AND", "ANY", "ARRAY", "AS", "ASC", "BETWEEN", "BY", "CASE", "CROSS", "DESC", "DISTINCT", "ELSE", "END",
-    "FALSE", "FINAL", "FORMAT", "FROM", "FULL", "GLOBAL", "GROUP", "HAVING", "ILIKE", "IN", "INNER", "INTERVAL", "INTO",
-    "IS", "JOIN", "LEFT", "LIKE", "LIMIT", "NOT", "NULL", "OFFSET", "ON", "OR", "ORDER", "OUTER", "PREWHERE", "RIGHT",
-    "SAMPLE", "SELECT", "SETTINGS", "THEN", "TRUE", "UNION", "USING", "WHEN", "WHERE", "WITH",
+    "FALSE", "FINAL", "FORMAT", "FROM", "FULL", "GLOBAL", "GROUP", "HAVING", "ILIKE", "IN", "INNER", "INTERVAL",
+    "INTO", "IS", "JOIN", "LEFT", "LIKE", "LIMIT", "NOT", "NULL", "OFFSET", "ON", "OR", "ORDER", "OUTER", "PREWHERE",
+    "RIGHT", "SAMPLE", "SELECT", "SETTINGS", "THEN", "TRUE", "UNION", "USING", "WHEN", "WHERE", "WITH",
 ];
 
 /// A string literal (`'…'`), or a backquoted name with `q = '`'`.
@@ -150,7 +150,10 @@ impl Printer<'_> {
 
     fn check_size(&self, sql: &str, pos: Pos) -> Result<(), HogQlError> {
         if sql.len() > MAX_SQL_BYTES {
-            return Err(err(pos, format!("the query is too large once its CTEs are expanded (over {MAX_SQL_BYTES} bytes)")));
+            return Err(err(
+                pos,
+                format!("the query is too large once its CTEs are expanded (over {MAX_SQL_BYTES} bytes)"),
+            ));
         }
         Ok(())
     }
@@ -289,10 +292,7 @@ impl Printer<'_> {
                 // the alias; it prints canonically.
                 let aliases = match user_alias {
                     Some(a) => vec![(a.clone(), ident(&a))],
-                    None => vec![
-                        (table.to_string(), table.to_string()),
-                        (name.name.clone(), table.to_string()),
-                    ],
+                    None => vec![(table.to_string(), table.to_string()), (name.name.clone(), table.to_string())],
                 };
                 Ok((format!("({inner}) AS {}", aliases[0].1), aliases))
             }
@@ -325,13 +325,13 @@ impl Printer<'_> {
             ["person", "properties", ..] => Resolved::Json(col("person_properties"), keys(&rest[2..])),
             ["person", "id"] => Resolved::Column(col("person_id")),
             ["person", other, ..] => {
-                return Err(err(rest[1].pos, format!("unknown person field `{other}`: use person.id or person.properties.…")))
+                return Err(err(
+                    rest[1].pos,
+                    format!("unknown person field `{other}`: use person.id or person.properties.…"),
+                ))
             }
             [first, ..] if qual.is_none() => {
-                return Err(err(
-                    rest[0].pos,
-                    format!("unknown table or alias `{first}` (in `{}`)", names.join(".")),
-                ))
+                return Err(err(rest[0].pos, format!("unknown table or alias `{first}` (in `{}`)", names.join("."))))
             }
             _ => {
                 return Err(err(
@@ -398,7 +398,9 @@ impl Printer<'_> {
                 Some((_, printed)) => format!("{printed}.*"),
                 None => return Err(err(a.pos, format!("unknown table or alias `{}` in `{}.*`", a.name, a.name))),
             },
-            ExprKind::Call { name, params, args, distinct } => self.call(name, params.as_deref(), args, *distinct, env)?,
+            ExprKind::Call { name, params, args, distinct } => {
+                self.call(name, params.as_deref(), args, *distinct, env)?
+            }
             ExprKind::Binary(first, rest) => {
                 if rest.iter().all(|(op, _)| *op == BinOp::Concat) {
                     let mut v = vec![self.expr(first, env)?];
@@ -439,7 +441,10 @@ impl Printer<'_> {
                         None => {
                             return Err(err(
                                 n.pos,
-                                format!("IN takes a parenthesized list, a subquery or a CTE name; `{}` is none", n.name),
+                                format!(
+                                    "IN takes a parenthesized list, a subquery or a CTE name; `{}` is none",
+                                    n.name
+                                ),
                             ))
                         }
                     },

@@ -63,14 +63,18 @@ fn properties_are_extracted_like_posthog() {
             prop("e.properties", "$browser")
         )
     );
-    assert!(sql("SELECT properties.$screen.width FROM events")
-        .contains("JSONExtractRaw(properties, '$screen', 'width')"));
+    assert!(
+        sql("SELECT properties.$screen.width FROM events").contains("JSONExtractRaw(properties, '$screen', 'width')")
+    );
     assert!(sql("SELECT properties.`$current url` FROM events").contains("JSONExtractRaw(properties, '$current url')"));
     assert!(sql("SELECT properties['a']['b'] FROM events").contains("JSONExtractRaw(properties, 'a', 'b')"));
     assert!(sql("SELECT person.properties.email FROM events").contains("JSONExtractRaw(person_properties, 'email')"));
-    assert!(sql("SELECT e.person.properties.email FROM events e")
-        .contains("JSONExtractRaw(e.person_properties, 'email')"));
-    assert!(sql("SELECT person.id, person_id FROM events").starts_with("SELECT person_id AS `person.id`, person_id FROM"));
+    assert!(
+        sql("SELECT e.person.properties.email FROM events e").contains("JSONExtractRaw(e.person_properties, 'email')")
+    );
+    assert!(
+        sql("SELECT person.id, person_id FROM events").starts_with("SELECT person_id AS `person.id`, person_id FROM")
+    );
     assert!(sql("SELECT properties.email FROM persons").contains("JSONExtractRaw(properties, 'email')"));
     // Keys are printed as string literals, never spliced.
     let q = sql("SELECT properties.`a'b\\\\c` FROM events");
@@ -140,10 +144,8 @@ fn columns_get_their_source_text_as_name() {
 
 #[test]
 fn joins_subqueries_and_ctes() {
-    let q = sql(
-        "SELECT e.event, p.person_id FROM events e LEFT OUTER JOIN person_distinct_ids AS p \
-         ON e.distinct_id = p.distinct_id",
-    );
+    let q = sql("SELECT e.event, p.person_id FROM events e LEFT OUTER JOIN person_distinct_ids AS p \
+         ON e.distinct_id = p.distinct_id");
     assert_eq!(
         q,
         format!(
@@ -304,7 +306,10 @@ fn deep_nesting_and_huge_input_are_errors_not_crashes() {
             assert!(translate(&nots, &ctx()).unwrap_err().message.contains("nested too deeply"));
             // Just under the limit works.
             let ok = format!("SELECT {}1{}", "(".repeat(90), ")".repeat(90));
-            assert_eq!(translate(&ok, &ctx()).unwrap(), format!("SELECT 1 AS `{}1{}` LIMIT 100 {SUFFIX}", "(".repeat(90), ")".repeat(90)));
+            assert_eq!(
+                translate(&ok, &ctx()).unwrap(),
+                format!("SELECT 1 AS `{}1{}` LIMIT 100 {SUFFIX}", "(".repeat(90), ")".repeat(90))
+            );
             // Long flat chains are not nesting.
             let chain = format!("SELECT 1{}", " + 1".repeat(5000));
             assert!(translate(&chain, &ctx()).is_ok());
@@ -328,11 +333,40 @@ fn deep_nesting_and_huge_input_are_errors_not_crashes() {
 #[test]
 fn garbage_never_panics() {
     let samples = [
-        "SELECT", "SELECT (", "SELECT [", "SELECT CASE", "SELECT CASE WHEN", "SELECT x ->", "SELECT f(", "SELECT f()(",
-        "SELECT a.", "SELECT 1 FROM", "SELECT 1 FROM (", "SELECT 1 FROM e JOIN", "WITH", "WITH a AS (", "(", ")",
-        "SELECT 1 LIMIT", "SELECT 1 LIMIT 1,", "SELECT 1 ORDER BY", "SELECT INTERVAL 1", "SELECT 0x", "SELECT 1e",
-        "SELECT `", "SELECT \"", "SELECT 'a\\", "SELECT 1 IN", "SELECT 1 BETWEEN 1", "SELECT 1 IS", "SELECT é",
-        "SELECT (x, y) ->", "SELECT 1 UNION ALL", "SELECT * FROM events AS", "SELECT .5, 1.e", "SELECT x[",
+        "SELECT",
+        "SELECT (",
+        "SELECT [",
+        "SELECT CASE",
+        "SELECT CASE WHEN",
+        "SELECT x ->",
+        "SELECT f(",
+        "SELECT f()(",
+        "SELECT a.",
+        "SELECT 1 FROM",
+        "SELECT 1 FROM (",
+        "SELECT 1 FROM e JOIN",
+        "WITH",
+        "WITH a AS (",
+        "(",
+        ")",
+        "SELECT 1 LIMIT",
+        "SELECT 1 LIMIT 1,",
+        "SELECT 1 ORDER BY",
+        "SELECT INTERVAL 1",
+        "SELECT 0x",
+        "SELECT 1e",
+        "SELECT `",
+        "SELECT \"",
+        "SELECT 'a\\",
+        "SELECT 1 IN",
+        "SELECT 1 BETWEEN 1",
+        "SELECT 1 IS",
+        "SELECT é",
+        "SELECT (x, y) ->",
+        "SELECT 1 UNION ALL",
+        "SELECT * FROM events AS",
+        "SELECT .5, 1.e",
+        "SELECT x[",
     ];
     for s in samples {
         let _ = translate(s, &ctx());
@@ -347,4 +381,3 @@ fn garbage_never_panics() {
     }
     assert!(translate(rich, &ctx()).is_ok(), "{:?}", translate(rich, &ctx()));
 }
-
