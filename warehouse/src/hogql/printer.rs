@@ -199,12 +199,13 @@ impl Printer<'_> {
         if s.distinct {
             out.push_str("DISTINCT ");
         }
-        let mut names: Vec<String> = Vec::new();
+        let mut names: std::collections::HashSet<String> = std::collections::HashSet::new();
         for (i, item) in s.items.iter().enumerate() {
             if i > 0 {
                 out.push_str(", ");
             }
             let sql = self.expr(&item.expr, &env)?;
+            self.check_size(&out, s.pos)?;
             let implicit = matches!(&item.expr.kind, ExprKind::Star(_))
                 || matches!(&item.expr.kind, ExprKind::Chain(parts) if parts.len() == 1);
             let alias = match &item.alias {
@@ -222,7 +223,7 @@ impl Printer<'_> {
             if let Some(a) = alias {
                 out.push_str(" AS ");
                 out.push_str(&quote(&a, '`'));
-                names.push(a);
+                names.insert(a);
             }
         }
         out.push_str(&from_sql);
