@@ -3,12 +3,13 @@
 //! Two backends behind [`backend::Backend`], one SQL: embedded chDB ([`chdb`], the default; the
 //! library is loaded at run time) and a ClickHouse server over HTTP ([`http`], one node or a
 //! sharded cluster). [`schema`] holds the versioned migrations applied on start, [`writer`] the
-//! batched writer the dataflow hands events to. Query building for the API lives in the API crate;
-//! this crate runs what it is given.
+//! batched writer the dataflow hands events to, [`hogql`] the translation of the query API's HogQL
+//! into ClickHouse SQL confined to one team (the API crate calls it and runs the result here).
 #![warn(missing_docs)]
 
 pub mod backend;
 pub mod chdb;
+pub mod hogql;
 pub mod http;
 pub mod persons;
 pub mod schema;
