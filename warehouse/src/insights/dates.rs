@@ -137,12 +137,13 @@ fn months_back(t: DateTime<Utc>, months: i64) -> Option<DateTime<Utc>> {
     let total = i64::from(t.year()) * 12 + i64::from(t.month0()) - months;
     let (year, month0) = (total.div_euclid(12) as i32, total.rem_euclid(12) as u32);
     // The same day of the month, or the month's last day.
-    (0..4).find_map(|back| {
-        let day = t.day().checked_sub(back)?;
-        NaiveDate::from_ymd_opt(year, month0 + 1, day)
-    })
-    .and_then(|d| d.and_hms_opt(t.hour(), t.minute(), t.second()))
-    .map(|d| Utc.from_utc_datetime(&d))
+    (0..4)
+        .find_map(|back| {
+            let day = t.day().checked_sub(back)?;
+            NaiveDate::from_ymd_opt(year, month0 + 1, day)
+        })
+        .and_then(|d| d.and_hms_opt(t.hour(), t.minute(), t.second()))
+        .map(|d| Utc.from_utc_datetime(&d))
 }
 
 /// Parses one of PostHog's date strings against `now`.
@@ -174,7 +175,9 @@ fn parse(text: &str, now: DateTime<Utc>, field: &str) -> Result<Parsed, InsightE
         }
         let at = match unit {
             'M' => now.checked_sub_signed(Duration::minutes(number)).map(|t| epoch(t.timestamp().div_euclid(60) * 60)),
-            'h' => now.checked_sub_signed(Duration::hours(number)).map(|t| Interval::Hour.start(Interval::Hour.index(t))),
+            'h' => {
+                now.checked_sub_signed(Duration::hours(number)).map(|t| Interval::Hour.start(Interval::Hour.index(t)))
+            }
             'd' => now.checked_sub_signed(Duration::days(number)).map(start_of_day),
             'w' => now.checked_sub_signed(Duration::weeks(number)).map(start_of_day),
             'm' => months_back(now, number).map(start_of_day),
@@ -273,7 +276,10 @@ mod tests {
     fn intervals_round_trip() {
         let t = Utc.with_ymd_and_hms(2026, 11, 25, 16, 30, 0).unwrap();
         assert_eq!(Interval::Week.start(Interval::Week.index(t)), Utc.with_ymd_and_hms(2026, 11, 22, 0, 0, 0).unwrap());
-        assert_eq!(Interval::Month.start(Interval::Month.index(t)), Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap());
+        assert_eq!(
+            Interval::Month.start(Interval::Month.index(t)),
+            Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap()
+        );
         assert_eq!(Interval::Hour.label(t), "25-Nov-2026 16:30");
         assert_eq!(Interval::Day.label(t), "25-Nov-2026");
         assert_eq!(Interval::Month.label(t), "Nov 2026");
@@ -281,18 +287,46 @@ mod tests {
 
     #[test]
     fn relative_and_absolute_ranges() {
-        let r = resolve(Some(&DateRangeSpec { date_from: Some("-7d".into()), ..Default::default() }), Interval::Day, now(), || Ok(None)).unwrap();
+        let r = resolve(
+            Some(&DateRangeSpec { date_from: Some("-7d".into()), ..Default::default() }),
+            Interval::Day,
+            now(),
+            || Ok(None),
+        )
+        .unwrap();
         assert_eq!(r.from, Utc.with_ymd_and_hms(2026, 11, 18, 0, 0, 0).unwrap());
         assert_eq!(r.to, Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap());
         assert_eq!(indexes(r, Interval::Day).count(), 8);
-        let r = resolve(Some(&DateRangeSpec { date_from: Some("-24h".into()), ..Default::default() }), Interval::Hour, now(), || Ok(None)).unwrap();
+        let r = resolve(
+            Some(&DateRangeSpec { date_from: Some("-24h".into()), ..Default::default() }),
+            Interval::Hour,
+            now(),
+            || Ok(None),
+        )
+        .unwrap();
         assert_eq!(indexes(r, Interval::Hour).count(), 25);
-        let spec = DateRangeSpec { date_from: Some("2026-11-01".into()), date_to: Some("2026-11-03".into()), explicit_date: None };
+        let spec = DateRangeSpec {
+            date_from: Some("2026-11-01".into()),
+            date_to: Some("2026-11-03".into()),
+            explicit_date: None,
+        };
         let r = resolve(Some(&spec), Interval::Day, now(), || Ok(None)).unwrap();
         assert_eq!(indexes(r, Interval::Day).count(), 3);
-        let r = resolve(Some(&DateRangeSpec { date_from: Some("-1m".into()), ..Default::default() }), Interval::Day, now(), || Ok(None)).unwrap();
+        let r = resolve(
+            Some(&DateRangeSpec { date_from: Some("-1m".into()), ..Default::default() }),
+            Interval::Day,
+            now(),
+            || Ok(None),
+        )
+        .unwrap();
         assert_eq!(r.from, Utc.with_ymd_and_hms(2026, 10, 25, 0, 0, 0).unwrap());
-        let err = resolve(Some(&DateRangeSpec { date_from: Some("yesterday".into()), ..Default::default() }), Interval::Day, now(), || Ok(None)).unwrap_err();
+        let err = resolve(
+            Some(&DateRangeSpec { date_from: Some("yesterday".into()), ..Default::default() }),
+            Interval::Day,
+            now(),
+            || Ok(None),
+        )
+        .unwrap_err();
         assert!(matches!(err, InsightError::Invalid { ref field, .. } if field == "dateRange.date_from"), "{err}");
     }
 }

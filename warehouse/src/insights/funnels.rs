@@ -168,9 +168,7 @@ pub(crate) fn run(ctx: &Ctx, q: FunnelsQuery) -> Result<Value, InsightError> {
         }
     }
     // Persons reaching at least each step.
-    let counts = |levels: &[u64]| -> Vec<u64> {
-        (0..levels.len()).map(|step| levels[step..].iter().sum()).collect()
-    };
+    let counts = |levels: &[u64]| -> Vec<u64> { (0..levels.len()).map(|step| levels[step..].iter().sum()).collect() };
     let format_steps = |counts: &[u64], breakdown_value: Option<&str>| -> Value {
         let steps: Vec<Value> = q
             .series

@@ -465,7 +465,10 @@ impl Breakdown {
 /// Refuses `filterTestAccounts: true` (there is no test-account definition here).
 pub(crate) fn check_test_accounts(flag: Option<bool>) -> Result<(), InsightError> {
     if flag == Some(true) {
-        return Err(invalid("filterTestAccounts", "test-account filters are not supported; send false or leave it out"));
+        return Err(invalid(
+            "filterTestAccounts",
+            "test-account filters are not supported; send false or leave it out",
+        ));
     }
     Ok(())
 }
@@ -487,8 +490,10 @@ mod tests {
         struct Q {
             series: Vec<EventsNode>,
         }
-        let err = parse::<Q>(&serde_json::json!({"series": [{"kind": "EventsNode"}, {"kind": "EventsNode", "math": "bogus"}]}))
-            .unwrap_err();
+        let err = parse::<Q>(
+            &serde_json::json!({"series": [{"kind": "EventsNode"}, {"kind": "EventsNode", "math": "bogus"}]}),
+        )
+        .unwrap_err();
         assert!(matches!(&err, InsightError::Invalid { field, .. } if field == "series[1].math"), "{err}");
         let err = parse::<Q>(&serde_json::json!({})).unwrap_err();
         assert!(matches!(&err, InsightError::Invalid { field, .. } if field == "series"), "{err}");
