@@ -317,14 +317,12 @@ fn json_key(key: &str) -> String {
 }
 
 /// The value of property `key` as a string: strings unescaped, numbers and booleans as written,
-/// and `''` for absent or null.
+/// and `''` for absent, null or empty. Strings (the common case) are read once; the raw text is
+/// read only for the rest (ClickHouse evaluates `if` branches lazily).
 pub(crate) fn property_string(kind: PropertyType, key: &str) -> String {
     let raw = raw_property(kind, key);
-    format!(
-        "multiIf(substring({raw}, 1, 1) = '\"', visitParamExtractString({col}, {k}), {raw} = 'null', '', {raw})",
-        col = kind.column(),
-        k = json_key(key)
-    )
+    let string = format!("visitParamExtractString({}, {})", kind.column(), json_key(key));
+    format!("if({string} != '', {string}, if({raw} IN ('null', '\"\"'), '', {raw}))")
 }
 
 fn scalar_text(v: &Value) -> Option<String> {
