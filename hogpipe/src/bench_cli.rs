@@ -36,10 +36,19 @@ pub enum BenchCommand {
     Warehouse(crate::bench_warehouse::WarehouseBenchArgs),
     /// Deliveries/s, added latency and memory of the delivery engine against a loopback server.
     Destinations(crate::bench_destinations::DestinationsBenchArgs),
+    /// p50/p99 latency of a trends query and a 3-step funnel over generated events in chDB.
+    Query(crate::bench_query::QueryBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> ExitCode {
     match cmd {
+        BenchCommand::Query(args) => match crate::bench_query::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hogpipe: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         BenchCommand::Warehouse(args) => match crate::bench_warehouse::run_bench(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

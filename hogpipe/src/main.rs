@@ -5,6 +5,7 @@ mod bench_capture;
 mod bench_cli;
 mod bench_destinations;
 mod bench_pipeline;
+mod bench_query;
 mod bench_warehouse;
 mod config;
 mod dead_letters_cli;

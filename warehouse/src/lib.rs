@@ -11,6 +11,7 @@ pub mod backend;
 pub mod chdb;
 pub mod hogql;
 pub mod http;
+pub mod insights;
 pub mod persons;
 pub mod schema;
 pub mod writer;
