@@ -7,7 +7,7 @@ pub mod functions;
 pub mod invocations;
 pub mod live;
 pub mod projects;
-//TMP pub mod query;
+pub mod query;
 pub mod templates;
 
 use std::sync::Arc;
@@ -46,7 +46,7 @@ impl Modify for BearerAuth {
         functions::logs, functions::metrics, invocations::invoke,
         templates::list, templates::get, compile::compile,
         dead_letters::list, dead_letters::get, dead_letters::replay, dead_letters::replay_function, dead_letters::discard,
-//TMP        query::query,
+        query::query,
         live::rows, live::definitions, live::define, live::undefine,
     ),
     modifiers(&BearerAuth),
@@ -79,7 +79,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/projects/{project_id}/dead_letters", get(dead_letters::list))
         .route("/api/projects/{project_id}/dead_letters/{id}", get(dead_letters::get).delete(dead_letters::discard))
         .route("/api/projects/{project_id}/dead_letters/{id}/replay", post(dead_letters::replay))
-//TMP .route("/api/projects/{project_id}/query", post(query::query))
+        .route("/api/projects/{project_id}/query", post(query::query))
         .route("/api/projects/{project_id}/live/{aggregate}", get(live::rows))
         .route("/api/projects/{project_id}/live_aggregates", get(live::definitions).post(live::define))
         .route("/api/projects/{project_id}/live_aggregates/{aggregate}", axum::routing::delete(live::undefine))
