@@ -47,9 +47,7 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> Result<Caller, ApiError> {
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let Some(value) = header else {
-            return Err(ApiError::Unauthorized(
-                "send a personal API key: `Authorization: Bearer phx_...`".into(),
-            ));
+            return Err(ApiError::Unauthorized("send a personal API key: `Authorization: Bearer phx_...`".into()));
         };
         let key = match value.split_once(' ') {
             Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim().to_string(),

@@ -135,7 +135,12 @@ struct ConfigFunctions {
 
 impl Deployment {
     /// A deployment driving this registry and invoker.
-    pub fn new(registry: Arc<Registry>, invoker: Arc<Invoker>, watcher: Option<Arc<Watcher>>, store: Arc<Store>) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        invoker: Arc<Invoker>,
+        watcher: Option<Arc<Watcher>>,
+        store: Arc<Store>,
+    ) -> Self {
         Deployment { registry, invoker, watcher, store, config: Mutex::new(ConfigFunctions::default()) }
     }
 

@@ -59,7 +59,9 @@ pub fn parse(filters: &Value) -> Result<Filter, ApiError> {
         let mut names = Vec::new();
         for (i, e) in events.iter().enumerate() {
             let attr = format!("filters.events[{i}]");
-            let id = e.get("id").ok_or_else(|| ApiError::invalid(&attr, "each event filter needs an `id` (the event name)"))?;
+            let id = e
+                .get("id")
+                .ok_or_else(|| ApiError::invalid(&attr, "each event filter needs an `id` (the event name)"))?;
             match id {
                 // PostHog's "All events" entry.
                 Value::Null => names.clear(),
@@ -215,9 +217,15 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let e = parse(&json!({"properties": [{"key": "a", "operator": "between", "value": 1}]})).unwrap_err();
-        assert!(matches!(e, ApiError::Invalid { attr: Some(ref a), .. } if a == "filters.properties[0].operator"), "{e:?}");
+        assert!(
+            matches!(e, ApiError::Invalid { attr: Some(ref a), .. } if a == "filters.properties[0].operator"),
+            "{e:?}"
+        );
         let e = parse(&json!({"properties": [{"key": "a", "operator": "gt", "value": "x"}]})).unwrap_err();
-        assert!(matches!(e, ApiError::Invalid { attr: Some(ref a), .. } if a == "filters.properties[0].value"), "{e:?}");
+        assert!(
+            matches!(e, ApiError::Invalid { attr: Some(ref a), .. } if a == "filters.properties[0].value"),
+            "{e:?}"
+        );
         let e = parse(&json!({"events": "x"})).unwrap_err();
         assert!(matches!(e, ApiError::Invalid { attr: Some(ref a), .. } if a == "filters.events"), "{e:?}");
     }

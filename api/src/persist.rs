@@ -17,9 +17,7 @@ pub const LOG_LINES_PER_FUNCTION: usize = 10_000;
 /// The start of the hour of `ms` (since the epoch), RFC 3339.
 pub fn hour_bucket(ms: i64) -> String {
     let hour = ms.div_euclid(3_600_000) * 3_600_000;
-    chrono::DateTime::from_timestamp_millis(hour)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    chrono::DateTime::from_timestamp_millis(hour).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Copies what the functions logged and counted since the last call into the store. `seen`
@@ -90,11 +88,14 @@ pub fn flush(
     Ok(())
 }
 
+/// Maps a function id to its project (`None`: unknown, its lines are not stored).
+pub type ProjectOf = Arc<dyn Fn(&str) -> Option<u64> + Send + Sync>;
+
 /// Runs [`flush`] every second on a thread until `stop`, then once more.
 pub fn spawn(
     stats: Arc<FunctionStats>,
     store: Arc<Store>,
-    project_of: Arc<dyn Fn(&str) -> Option<u64> + Send + Sync>,
+    project_of: ProjectOf,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("hogpipe-fn-stats".into()).spawn(move || {

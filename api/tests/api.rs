@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
 use hogpipe_api::deploy::Deployment;
 use hogpipe_api::store::{ProjectSeed, Store, StoreConfig};
 use hogpipe_api::{app, ApiState};
 use hogpipe_dataflow::functions::{FunctionKind, Registry};
 use hogpipe_dataflow::health::{HealthConfig, Watcher};
 use hogpipe_destinations::invoke::{Invoker, InvokerOptions};
+use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -59,7 +59,11 @@ impl Harness {
         let resp = app(self.state.clone()).oneshot(req).await.unwrap();
         let status = resp.status();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes))) };
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
+        };
         (status, value)
     }
 }
@@ -131,7 +135,12 @@ async fn transformation_crud_reaches_the_running_set() {
     assert_eq!(s, StatusCode::OK);
 
     let (s, off) = h
-        .call(Method::PATCH, &format!("/api/projects/1/hog_functions/{id}"), Some(KEY_1), Some(json!({"enabled": false})))
+        .call(
+            Method::PATCH,
+            &format!("/api/projects/1/hog_functions/{id}"),
+            Some(KEY_1),
+            Some(json!({"enabled": false})),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{off}");
     assert_eq!(off["enabled"], false);
@@ -174,10 +183,19 @@ async fn validation_errors_name_the_field() {
         (json!({"type": "transformation"}), "hog"),
         (json!({"type": "destination", "template_id": "template-nope"}), "template_id"),
         (json!({"type": "transformation", "template_id": "template-webhook"}), "template_id"),
-        (json!({"type": "destination", "template_id": "template-webhook", "inputs": {"url": {"value": 5}}}), "inputs.url"),
-        (json!({"type": "destination", "template_id": "template-webhook", "inputs": {"url": "https://x"}}), "inputs.url"),
-        (json!({"type": "destination", "template_id": "template-webhook", "inputs": {"url": {"value": "https://x"}},
-                "filters": {"properties": [{"key": "a", "operator": "between", "value": 1}]}}), "filters.properties[0].operator"),
+        (
+            json!({"type": "destination", "template_id": "template-webhook", "inputs": {"url": {"value": 5}}}),
+            "inputs.url",
+        ),
+        (
+            json!({"type": "destination", "template_id": "template-webhook", "inputs": {"url": "https://x"}}),
+            "inputs.url",
+        ),
+        (
+            json!({"type": "destination", "template_id": "template-webhook", "inputs": {"url": {"value": "https://x"}},
+                "filters": {"properties": [{"key": "a", "operator": "between", "value": 1}]}}),
+            "filters.properties[0].operator",
+        ),
     ];
     for (body, attr) in cases {
         let (s, out) = h.call(Method::POST, "/api/projects/1/hog_functions", Some(KEY_1), Some(body.clone())).await;
@@ -239,7 +257,8 @@ async fn transformation_test_run_returns_the_modified_event_and_logs() {
     let (_, created) = h.call(Method::POST, "/api/projects/1/hog_functions", Some(KEY_1), Some(body)).await;
     let id = created["id"].as_str().unwrap();
     let uri = format!("/api/projects/1/hog_functions/{id}/invocations");
-    let run = json!({"globals": {"event": {"event": "$pageview", "distinct_id": "d1", "properties": {"email": "a@b.c"}}}});
+    let run =
+        json!({"globals": {"event": {"event": "$pageview", "distinct_id": "d1", "properties": {"email": "a@b.c"}}}});
     let (s, out) = h.call(Method::POST, &uri, Some(KEY_1), Some(run)).await;
     assert_eq!(s, StatusCode::OK, "{out}");
     assert_eq!(out["status"], "success", "{out}");

@@ -10,13 +10,13 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use hogpipe_api::store::{ProjectSeed, Store, StoreConfig};
 use hogpipe_api::{app, ApiState};
 use hogpipe_dataflow::event::Event;
 use hogpipe_dataflow::sink::EventSink;
 use hogpipe_warehouse::writer::EventWriter;
 use hogpipe_warehouse::{Warehouse, WarehouseConfig};
+use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -72,13 +72,16 @@ async fn query_route_on_chdb() {
     let config = WarehouseConfig { chdb_library: Some(chdb_library()), ..WarehouseConfig::default() };
     let warehouse = Warehouse::open(&config, dir.path()).unwrap().unwrap();
     let writer = EventWriter::new(warehouse.clone(), 1000).unwrap();
-    let mut events: Vec<Event> = (0..6).map(|i| event(1, i, "signup", if i % 2 == 0 { "Chrome" } else { "Safari" })).collect();
+    let mut events: Vec<Event> =
+        (0..6).map(|i| event(1, i, "signup", if i % 2 == 0 { "Chrome" } else { "Safari" })).collect();
     events.extend((0..4).map(|i| event(2, i, "signup", "Firefox")));
     writer.write(&events.iter().collect::<Vec<_>>()).unwrap();
     writer.flush().unwrap();
     let state = Arc::new(ApiState { warehouse: Some(warehouse), ..ApiState::new(store.clone()) });
 
-    let (s, out) = post(&state, 1, KEY_1, hogql("SELECT properties.$browser AS b, count() FROM events GROUP BY b ORDER BY b")).await;
+    let (s, out) =
+        post(&state, 1, KEY_1, hogql("SELECT properties.$browser AS b, count() FROM events GROUP BY b ORDER BY b"))
+            .await;
     assert_eq!(s, StatusCode::OK, "{out}");
     assert_eq!(out["columns"], json!(["b", "count()"]));
     assert_eq!(out["results"], json!([["Chrome", 3], ["Safari", 3]]), "counts are numbers, only team 1's rows");

@@ -94,7 +94,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .sync_projects(
             &projects
                 .iter()
-                .map(|p| ProjectSeed { id: p.id, name: p.name.clone(), token: p.token.clone(), api_keys: p.api_keys.clone() })
+                .map(|p| ProjectSeed {
+                    id: p.id,
+                    name: p.name.clone(),
+                    token: p.token.clone(),
+                    api_keys: p.api_keys.clone(),
+                })
                 .collect::<Vec<_>>(),
         )
         .context("cannot record the projects in the state store")?;
@@ -170,7 +175,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 Arc::new(reader)
             }
         };
-        Some(start_dataflow(&config, &config_base, &data_dir, &projects, reader, cluster, warehouse.clone(), store.clone())?)
+        Some(start_dataflow(
+            &config,
+            &config_base,
+            &data_dir,
+            &projects,
+            reader,
+            cluster,
+            (warehouse.clone(), store.clone()),
+        )?)
     };
     #[cfg(unix)]
     if let (Some(df), Some(path)) = (&dataflow, args.config.clone()) {
@@ -262,8 +275,7 @@ fn start_dataflow(
     projects: &[crate::config::Project],
     log: Arc<dyn LogReader>,
     cluster: Option<Cluster>,
-    warehouse: Option<Arc<Warehouse>>,
-    store: Arc<Store>,
+    (warehouse, store): (Option<Arc<Warehouse>>, Arc<Store>),
 ) -> Result<RunningDataflow> {
     let warehouse_for_live = warehouse.clone();
     let persist_stop = Arc::new(AtomicBool::new(false));
@@ -327,7 +339,9 @@ fn start_dataflow(
     for stored in store.aggregates().context("cannot read live aggregate definitions")? {
         match serde_json::from_value::<hogpipe_dataflow::live::AggregateDef>(stored.definition) {
             Ok(def) if !aggregates.iter().any(|a| a.id == def.id) => aggregates.push(def),
-            Ok(def) => tracing::warn!(id = %def.id, "a live aggregate defined through the API has the id of one in the config; the config's is used"),
+            Ok(def) => {
+                tracing::warn!(id = %def.id, "a live aggregate defined through the API has the id of one in the config; the config's is used")
+            }
             Err(e) => tracing::warn!(id = %stored.id, error = %e, "unreadable live aggregate definition skipped"),
         }
     }
@@ -371,17 +385,7 @@ fn start_dataflow(
         hogpipe_api::persist::spawn(stats.clone(), store, project_of, persist_stop.clone())
             .context("cannot start the function stats thread")?,
     );
-    Ok(RunningDataflow {
-        thread,
-        stop,
-        deployment,
-        engine,
-        live,
-        stats,
-        persister,
-        stats_persister,
-        persist_stop,
-    })
+    Ok(RunningDataflow { thread, stop, deployment, engine, live, stats, persister, stats_persister, persist_stop })
 }
 
 /// Reloads `[[functions]]` from the config file on SIGHUP. A config that does not load or compile

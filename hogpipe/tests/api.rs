@@ -26,7 +26,12 @@ fn call(http: &mut Http, method: &str, path: &str, key: &str, body: Option<Value
     let auth = format!("Bearer {key}");
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     let r = http
-        .request(method, path, &[("authorization", auth.as_str()), ("content-type", "application/json")], payload.as_bytes())
+        .request(
+            method,
+            path,
+            &[("authorization", auth.as_str()), ("content-type", "application/json")],
+            payload.as_bytes(),
+        )
         .unwrap();
     (r.status, serde_json::from_str(&r.text()).unwrap_or(Value::Null))
 }
@@ -51,8 +56,10 @@ fn wait<T>(server: &Server, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 fn capture(http: &mut Http, token: &str, n: usize, tag: &str) {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let batch: Vec<Value> = (0..n)
-        .map(|i| json!({"event": "signup", "distinct_id": format!("{tag}-{i}"), "timestamp": now,
-                        "properties": {"email": format!("{tag}{i}@example.com"), "$browser": "Firefox"}}))
+        .map(|i| {
+            json!({"event": "signup", "distinct_id": format!("{tag}-{i}"), "timestamp": now,
+                        "properties": {"email": format!("{tag}{i}@example.com"), "$browser": "Firefox"}})
+        })
         .collect();
     let body = json!({"api_key": token, "batch": batch}).to_string();
     assert_eq!(http.post_json("/batch", body.as_bytes()).unwrap().status, 200);
@@ -79,14 +86,16 @@ fn functions_created_through_the_api_run_and_report() {
     capture(&mut http, "phc_api_two", 5, "two");
 
     let tagged = wait(&server, "20 tagged events in project 1", || {
-        let (status, v) = hogql(&mut http, 1, "phx_api_key_one", "SELECT count() FROM events WHERE properties.via_api = 'yes'");
+        let (status, v) =
+            hogql(&mut http, 1, "phx_api_key_one", "SELECT count() FROM events WHERE properties.via_api = 'yes'");
         assert_eq!(status, 200, "{v}");
         (v["results"][0][0] == 20).then_some(v)
     });
     assert_eq!(tagged["columns"][0], "count()");
     // Project 2's events were not transformed, and each key sees its own project only.
     let (_, two) = wait(&server, "project 2's events", || {
-        let r = hogql(&mut http, 2, "phx_api_key_two", "SELECT count(), countIf(properties.via_api = 'yes') FROM events");
+        let r =
+            hogql(&mut http, 2, "phx_api_key_two", "SELECT count(), countIf(properties.via_api = 'yes') FROM events");
         (r.1["results"][0][0] == 5).then_some(r)
     });
     assert_eq!(two["results"][0][1], 0, "{two}");
@@ -99,23 +108,37 @@ fn functions_created_through_the_api_run_and_report() {
 
     // Logs and metrics of the real invocations reach the API (persisted every second).
     let logs = wait(&server, "the function's logs", || {
-        let (_, v) = call(&mut http, "GET", &format!("/api/projects/1/hog_functions/{id}/logs?limit=100"), "phx_api_key_one", None);
+        let (_, v) = call(
+            &mut http,
+            "GET",
+            &format!("/api/projects/1/hog_functions/{id}/logs?limit=100"),
+            "phx_api_key_one",
+            None,
+        );
         (v["results"].as_array().map_or(0, Vec::len) == 20).then_some(v)
     });
     assert!(logs["results"][0]["message"].as_str().unwrap().starts_with("saw one-"), "{logs}");
     let metrics = wait(&server, "the function's metrics", || {
-        let (_, v) = call(&mut http, "GET", &format!("/api/projects/1/hog_functions/{id}/metrics"), "phx_api_key_one", None);
+        let (_, v) =
+            call(&mut http, "GET", &format!("/api/projects/1/hog_functions/{id}/metrics"), "phx_api_key_one", None);
         (v["totals"]["invocations"] == 20).then_some(v)
     });
     assert_eq!(metrics["totals"]["succeeded"], 20, "{metrics}");
 
     // Disabled through the API: new events pass untouched.
-    let (status, _) = call(&mut http, "PATCH", &format!("/api/projects/1/hog_functions/{id}"), "phx_api_key_one", Some(json!({"enabled": false})));
+    let (status, _) = call(
+        &mut http,
+        "PATCH",
+        &format!("/api/projects/1/hog_functions/{id}"),
+        "phx_api_key_one",
+        Some(json!({"enabled": false})),
+    );
     assert_eq!(status, 200);
     std::thread::sleep(Duration::from_millis(500));
     capture(&mut http, "phc_api_one", 3, "later");
     wait(&server, "the events captured after disabling", || {
-        let (_, v) = hogql(&mut http, 1, "phx_api_key_one", "SELECT count(), countIf(properties.via_api = 'yes') FROM events");
+        let (_, v) =
+            hogql(&mut http, 1, "phx_api_key_one", "SELECT count(), countIf(properties.via_api = 'yes') FROM events");
         (v["results"][0][0] == 23).then_some(())
     });
     let (_, v) = hogql(&mut http, 1, "phx_api_key_one", "SELECT countIf(properties.via_api = 'yes') FROM events");
@@ -125,7 +148,8 @@ fn functions_created_through_the_api_run_and_report() {
     server.stop();
     let server = Server::start(&config, &data);
     let mut http = Http::new(server.addr);
-    let (status, again) = call(&mut http, "GET", &format!("/api/projects/1/hog_functions/{id}"), "phx_api_key_one", None);
+    let (status, again) =
+        call(&mut http, "GET", &format!("/api/projects/1/hog_functions/{id}"), "phx_api_key_one", None);
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["enabled"], false);
     assert_eq!(again["hog"], hog);

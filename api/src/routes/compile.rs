@@ -37,6 +37,7 @@ pub async fn compile(_caller: Caller, Json(body): Json<CompileBody>) -> Result<J
     if body.hog.len() > MAX_SOURCE_BYTES {
         return Err(ApiError::invalid("hog", format!("the source is larger than {MAX_SOURCE_BYTES} bytes")));
     }
-    let bytecode = tokio::task::spawn_blocking(move || compile_hog(&body.hog, "hog")).await.map_err(ApiError::internal)??;
+    let bytecode =
+        tokio::task::spawn_blocking(move || compile_hog(&body.hog, "hog")).await.map_err(ApiError::internal)??;
     Ok(Json(CompileOut { bytecode }))
 }

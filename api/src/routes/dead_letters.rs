@@ -58,7 +58,10 @@ pub struct DeadLetterQuery {
 }
 
 fn engine(state: &ApiState) -> Result<Arc<Engine>, ApiError> {
-    state.engine.clone().ok_or_else(|| ApiError::Unavailable("the delivery engine is off ([dataflow] enabled = false)".into()))
+    state
+        .engine
+        .clone()
+        .ok_or_else(|| ApiError::Unavailable("the delivery engine is off ([dataflow] enabled = false)".into()))
 }
 
 fn time(ms: i64) -> String {
@@ -127,7 +130,9 @@ pub async fn list(
 async fn find(state: &Arc<ApiState>, project: u64, id: i64) -> Result<DeadLetter, ApiError> {
     let engine = engine(state)?;
     let found = blocking(move || engine.dead_letter(id).map_err(ApiError::internal)).await?;
-    found.filter(|d| d.team_id == project).ok_or_else(|| ApiError::not_found(format!("no dead letter {id} in project {project}")))
+    found
+        .filter(|d| d.team_id == project)
+        .ok_or_else(|| ApiError::not_found(format!("no dead letter {id} in project {project}")))
 }
 
 /// One dead letter.
@@ -180,7 +185,11 @@ pub async fn replay_function(
     let replayed = blocking(move || {
         let owned = s.store.function(project, &function)?.is_some()
             || s.deployment.as_ref().is_some_and(|d| d.is_config_function(&function))
-                && engine.dead_letters(Some(&function)).map_err(ApiError::internal)?.iter().all(|d| d.team_id == project);
+                && engine
+                    .dead_letters(Some(&function))
+                    .map_err(ApiError::internal)?
+                    .iter()
+                    .all(|d| d.team_id == project);
         if !owned {
             return Err(ApiError::not_found(format!("no function {function:?} in project {project}")));
         }

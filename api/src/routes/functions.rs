@@ -507,7 +507,12 @@ pub async fn logs(
     Ok(Json(LogList {
         results: rows
             .into_iter()
-            .map(|l| LogOut { timestamp: l.timestamp, level: l.level, instance_id: l.invocation_id, message: l.message })
+            .map(|l| LogOut {
+                timestamp: l.timestamp,
+                level: l.level,
+                instance_id: l.invocation_id,
+                message: l.message,
+            })
             .collect(),
     }))
 }

@@ -155,8 +155,12 @@ fn captured(event: &Value) -> CapturedEvent {
     }
 }
 
+/// What the dataflow's runner did with the event: the event and the destinations it was routed
+/// to (`None`: dropped), the logs, and whether the function failed.
+type RunnerOutcome = (Option<(Event, Vec<String>)>, Vec<RunLog>, bool);
+
 /// Runs the transformation chain of one function (or a destination's filter) like the dataflow.
-fn run_in_runner(spec: FunctionSpec, project: Project, event: &Value) -> (Option<(Event, Vec<String>)>, Vec<RunLog>, bool) {
+fn run_in_runner(spec: FunctionSpec, project: Project, event: &Value) -> RunnerOutcome {
     let stats = Arc::new(FunctionStats::default());
     let projects = Arc::new(HashMap::from([(project.id, project.clone())]));
     let mut runner = Runner::new(projects, stats.clone(), Arc::new(Watcher::new(HealthConfig::default())));
@@ -209,7 +213,8 @@ fn run_destination(
                 return (requests, logs, None);
             }
             Next::Failed { error, logs } => {
-                let mut logs: Vec<RunLog> = logs.into_iter().map(|m| RunLog { level: "info".into(), message: m }).collect();
+                let mut logs: Vec<RunLog> =
+                    logs.into_iter().map(|m| RunLog { level: "info".into(), message: m }).collect();
                 logs.push(RunLog { level: "error".into(), message: error.clone() });
                 return (requests, logs, Some(error));
             }
@@ -265,7 +270,8 @@ pub async fn invoke(
     }
     let store = state.store.clone();
     let wanted = id.clone();
-    let (stored, project) = blocking(move || Ok((store.function(project_id, &wanted)?, store.project(project_id)?))).await?;
+    let (stored, project) =
+        blocking(move || Ok((store.function(project_id, &wanted)?, store.project(project_id)?))).await?;
     let stored = stored.ok_or_else(|| ApiError::not_found(format!("no function {id:?} in project {project_id}")))?;
     let project = Project { id: project_id, name: project.map(|p| p.name).unwrap_or_default() };
     let function = match body.configuration {
@@ -303,11 +309,26 @@ pub async fn invoke(
         };
         if failed {
             let error = logs.iter().rev().find(|l| l.level == "error").map(|l| l.message.clone());
-            return Ok(InvocationOut { status: "error".into(), result: Value::Null, requests: Vec::new(), logs, error });
+            return Ok(InvocationOut {
+                status: "error".into(),
+                result: Value::Null,
+                requests: Vec::new(),
+                logs,
+                error,
+            });
         }
         if !routed.contains(&fid) {
-            logs.push(RunLog { level: "info".into(), message: "the event does not match the function's filters".into() });
-            return Ok(InvocationOut { status: "skipped".into(), result: Value::Null, requests: Vec::new(), logs, error: None });
+            logs.push(RunLog {
+                level: "info".into(),
+                message: "the event does not match the function's filters".into(),
+            });
+            return Ok(InvocationOut {
+                status: "skipped".into(),
+                result: Value::Null,
+                requests: Vec::new(),
+                logs,
+                error: None,
+            });
         }
         let Some(destination) = compiled.destination else {
             return Err(ApiError::internal("a destination without code"));
@@ -325,4 +346,3 @@ pub async fn invoke(
     .await?;
     Ok(Json(redact(out, &secrets)))
 }
-

@@ -20,7 +20,10 @@ use crate::store::StoredAggregate;
 use crate::ApiState;
 
 fn live(state: &ApiState) -> Result<Arc<Live>, ApiError> {
-    state.live.clone().ok_or_else(|| ApiError::Unavailable("live aggregates are off: the dataflow is not running".into()))
+    state
+        .live
+        .clone()
+        .ok_or_else(|| ApiError::Unavailable("live aggregates are off: the dataflow is not running".into()))
 }
 
 fn time_ms(value: &str) -> Option<i64> {
@@ -80,8 +83,9 @@ pub async fn rows(
     let parse = |name: &str, default: i64| -> Result<i64, ApiError> {
         match query.get(name) {
             None => Ok(default),
-            Some(v) => time_ms(v)
-                .ok_or_else(|| ApiError::invalid(name, format!("must be RFC 3339 or milliseconds since the epoch, got {v:?}"))),
+            Some(v) => time_ms(v).ok_or_else(|| {
+                ApiError::invalid(name, format!("must be RFC 3339 or milliseconds since the epoch, got {v:?}"))
+            }),
         }
     };
     let from = parse("from", now - 86_400_000)?;
@@ -90,7 +94,13 @@ pub async fn rows(
         .store()
         .query(&aggregate, from, to)
         .into_iter()
-        .map(|r| LiveRowOut { bucket: r.bucket, event: r.event, groups: r.groups, value: r.value.as_f64(), count: r.count })
+        .map(|r| LiveRowOut {
+            bucket: r.bucket,
+            event: r.event,
+            groups: r.groups,
+            value: r.value.as_f64(),
+            count: r.count,
+        })
         .collect();
     Ok(Json(LiveOut {
         aggregate,
@@ -136,14 +146,19 @@ pub async fn define(
         return Err(ApiError::invalid("body", "send the definition as a JSON object"));
     };
     obj.insert("project_id".into(), json!(project));
-    let def: AggregateDef = serde_json::from_value(body.clone()).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    let def: AggregateDef =
+        serde_json::from_value(body.clone()).map_err(|e| ApiError::invalid("body", e.to_string()))?;
     if let Some(existing) = live.registry().get(&def.id) {
         if existing.project_id != project {
             return Err(ApiError::Conflict(format!("the aggregate id {:?} is taken; choose another", def.id)));
         }
     }
     live.registry().upsert(def.clone()).map_err(|e| ApiError::invalid("body", e.to_string()))?;
-    let stored = StoredAggregate { project_id: project, id: def.id.clone(), definition: serde_json::to_value(&def).map_err(ApiError::internal)? };
+    let stored = StoredAggregate {
+        project_id: project,
+        id: def.id.clone(),
+        definition: serde_json::to_value(&def).map_err(ApiError::internal)?,
+    };
     let store = state.store.clone();
     blocking(move || Ok(store.save_aggregate(&stored)?)).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(&def).map_err(ApiError::internal)?)))
@@ -165,7 +180,9 @@ pub async fn undefine(
     let id = aggregate.clone();
     let existed = blocking(move || Ok(store.delete_aggregate(project, &id)?)).await?;
     if !existed {
-        return Err(ApiError::not_found(format!("no live aggregate {aggregate:?} defined through the API in project {project}")));
+        return Err(ApiError::not_found(format!(
+            "no live aggregate {aggregate:?} defined through the API in project {project}"
+        )));
     }
     let _ = live.registry().remove(&aggregate);
     Ok(StatusCode::NO_CONTENT)

@@ -103,7 +103,12 @@ pub async fn query(
         .ok_or_else(|| ApiError::Unavailable("there is no warehouse ([warehouse] backend = \"none\")".into()))?;
     let kind = match body.query.get("kind") {
         Some(Value::String(k)) => k.clone(),
-        _ => return Err(ApiError::invalid("query.kind", "give the query's kind: HogQLQuery, TrendsQuery, FunnelsQuery or RetentionQuery")),
+        _ => {
+            return Err(ApiError::invalid(
+                "query.kind",
+                "give the query's kind: HogQLQuery, TrendsQuery, FunnelsQuery or RetentionQuery",
+            ))
+        }
     };
     if kind == "HogQLQuery" {
         let Some(Value::String(text)) = body.query.get("query") else {
