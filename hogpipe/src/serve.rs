@@ -191,7 +191,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let hup = runtime
             .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) })
             .context("cannot listen for SIGHUP")?;
-        runtime.spawn(reload_on_sighup(hup, path, config_base.clone(), df.deployment.clone()));
+        let reload = Reload {
+            path,
+            base: config_base.clone(),
+            deployment: df.deployment.clone(),
+            live: df.live.clone(),
+            store: store.clone(),
+        };
+        runtime.spawn(reload_on_sighup(hup, reload));
     }
 
     let state = CaptureState::new(config.capture.to_capture_config(), log, Arc::new(tokens));
@@ -335,16 +342,7 @@ fn start_dataflow(
     };
     // Live aggregates from the config plus the ones defined through the API (always on, so the
     // API can add some while running).
-    let mut aggregates = config.aggregates.clone();
-    for stored in store.aggregates().context("cannot read live aggregate definitions")? {
-        match serde_json::from_value::<hogpipe_dataflow::live::AggregateDef>(stored.definition) {
-            Ok(def) if !aggregates.iter().any(|a| a.id == def.id) => aggregates.push(def),
-            Ok(def) => {
-                tracing::warn!(id = %def.id, "a live aggregate defined through the API has the id of one in the config; the config's is used")
-            }
-            Err(e) => tracing::warn!(id = %stored.id, error = %e, "unreadable live aggregate definition skipped"),
-        }
-    }
+    let aggregates = all_aggregates(&config.aggregates, &store)?;
     let live = Live::new(config.live.clone(), aggregates.clone()).context("[[aggregates]]")?;
     if !aggregates.is_empty() {
         eprintln!("hogpipe: live aggregates: {}", aggregates.len());
@@ -388,40 +386,72 @@ fn start_dataflow(
     Ok(RunningDataflow { thread, stop, deployment, engine, live, stats, persister, stats_persister, persist_stop })
 }
 
-/// Reloads `[[functions]]` from the config file on SIGHUP. A config that does not load or compile
-/// changes nothing (the error is printed); otherwise the new set applies at the next batch.
+/// What SIGHUP reloads.
 #[cfg(unix)]
-async fn reload_on_sighup(
-    mut hup: tokio::signal::unix::Signal,
+struct Reload {
     path: PathBuf,
     base: PathBuf,
     deployment: Arc<Deployment>,
-) {
-    {
-        while hup.recv().await.is_some() {
-            // Both sets compile before either is replaced, so a reload never half-applies.
-            let loaded = Config::load(&path).and_then(|c| Ok((compile_all(&c, &base)?, destinations(&c, &base)?)));
-            match loaded {
-                Ok((functions, compiled_destinations)) => {
-                    let n = functions.len();
-                    // The store may be PostgreSQL, whose client must not run on async threads.
-                    let d = deployment.clone();
-                    let deployed = tokio::task::spawn_blocking(move || d.deploy(functions, compiled_destinations))
-                        .await
-                        .unwrap_or_else(|e| Err(hogpipe_api::ApiError::internal(e)));
-                    match deployed {
-                        Ok(version) => {
-                            eprintln!("hogpipe: reloaded {n} functions from {} (version {version})", path.display())
-                        }
-                        Err(e) => eprintln!("hogpipe: reload of {} failed: {e}", path.display()),
-                    }
-                }
-                Err(e) => {
-                    eprintln!("hogpipe: reload of {} failed, keeping the running functions: {e:#}", path.display())
-                }
+    live: Option<Arc<Live>>,
+    store: Arc<Store>,
+}
+
+/// Reloads `[[functions]]` and `[[aggregates]]` from the config file on SIGHUP. A config that does
+/// not load or compile changes nothing (the error is printed); otherwise the new functions apply
+/// at the next batch, and new aggregates count from then on (removed ones stop).
+#[cfg(unix)]
+async fn reload_on_sighup(mut hup: tokio::signal::unix::Signal, r: Reload) {
+    while hup.recv().await.is_some() {
+        let path = r.path.clone();
+        let base = r.base.clone();
+        let (deployment, live, store) = (r.deployment.clone(), r.live.clone(), r.store.clone());
+        // Off the async threads: compiling is CPU work, and the store may be PostgreSQL, whose
+        // client must not run on them. Both sets compile before either is replaced.
+        let outcome = tokio::task::spawn_blocking(move || -> Result<String> {
+            let c = Config::load(&path)?;
+            let functions = compile_all(&c, &base)?;
+            let compiled_destinations = destinations(&c, &base)?;
+            let aggregates = all_aggregates(&c.aggregates, &store)?;
+            if live.is_some() {
+                hogpipe_dataflow::live::definition::validate_all(&aggregates).context("[[aggregates]]")?;
             }
+            let n = functions.len();
+            let version = deployment.deploy(functions, compiled_destinations).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut done = format!("{n} functions (version {version})");
+            if let Some(live) = &live {
+                let count = aggregates.len();
+                live.registry().replace(aggregates).context("[[aggregates]]")?;
+                done.push_str(&format!(" and {count} live aggregates"));
+            }
+            Ok(done)
+        })
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("{e}")));
+        match outcome {
+            Ok(done) => eprintln!("hogpipe: reloaded {done} from {}", r.path.display()),
+            Err(e) => eprintln!("hogpipe: reload of {} failed, keeping what runs: {e:#}", r.path.display()),
         }
     }
+}
+
+/// The config's live aggregates plus the ones defined through the API (a stored one with the id
+/// of a config one is skipped with a warning).
+fn all_aggregates(
+    config: &[hogpipe_dataflow::live::AggregateDef],
+    store: &Store,
+) -> Result<Vec<hogpipe_dataflow::live::AggregateDef>> {
+    let mut aggregates = config.to_vec();
+    for stored in store.aggregates().context("cannot read live aggregate definitions")? {
+        match serde_json::from_value::<hogpipe_dataflow::live::AggregateDef>(stored.definition) {
+            Ok(def) if !aggregates.iter().any(|a| a.id == def.id) => aggregates.push(def),
+            Ok(def) => tracing::warn!(
+                id = %def.id,
+                "a live aggregate defined through the API has the id of one in the config; the config's is used"
+            ),
+            Err(e) => tracing::warn!(id = %stored.id, error = %e, "unreadable live aggregate definition skipped"),
+        }
+    }
+    Ok(aggregates)
 }
 
 async fn shutdown_signal() {

@@ -115,3 +115,85 @@ fn live_aggregates_are_served_and_persisted() {
 fn chrono_now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
+
+/// `[[aggregates]]` reload on SIGHUP, and aggregates defined through the API join them: both
+/// count the events captured after they exist.
+#[cfg(unix)]
+#[test]
+fn aggregates_reload_on_sighup_and_through_the_api() {
+    let dir = TempDir::new("live-reload");
+    let config = dir.path().join("hogpipe.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&config, &data);
+    let mut http = Http::new(server.addr);
+    assert_eq!(get(&mut http, "/api/projects/1/live/signups", "phx_key_one").0, 404);
+
+    let added = format!(
+        "{CONFIG}\n[[aggregates]]\nid = \"signups\"\nproject_id = 1\nevent = \"signup\"\nmeasure = \"count\"\ninterval = \"hour\"\n"
+    );
+    std::fs::write(&config, added).unwrap();
+    // SAFETY: kill(2) on our own live child.
+    assert_eq!(unsafe { libc::kill(server.pid() as libc::pid_t, libc::SIGHUP) }, 0);
+    let deadline = Instant::now() + HANG;
+    while !server.output().contains("live aggregates from") {
+        assert!(Instant::now() < deadline, "no reload:\n{}", server.output());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let definition =
+        json!({"id": "by-browser", "group_by": ["$browser"], "measure": "unique_distinct_ids", "interval": "day"});
+    let auth = "Bearer phx_key_one";
+    let r = http
+        .request(
+            "POST",
+            "/api/projects/1/live_aggregates",
+            &[("authorization", auth), ("content-type", "application/json")],
+            definition.to_string().as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    // Another project's key cannot take the id.
+    let r = http
+        .request(
+            "POST",
+            "/api/projects/2/live_aggregates",
+            &[("authorization", "Bearer phx_key_two"), ("content-type", "application/json")],
+            definition.to_string().as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 409, "{}", r.text());
+    std::thread::sleep(Duration::from_millis(500));
+
+    let now = chrono_now();
+    let events: Vec<Value> = (0..12)
+        .map(|i| {
+            json!({"event": "signup", "distinct_id": format!("u{}", i % 4), "timestamp": now,
+                        "properties": {"$browser": if i % 2 == 0 { "Chrome" } else { "Safari" }}})
+        })
+        .collect();
+    let body = json!({"api_key": "phc_live_one", "batch": events}).to_string();
+    assert_eq!(http.post_json("/batch", body.as_bytes()).unwrap().status, 200);
+    let total = |v: &Value, field: &str| -> f64 {
+        v["results"].as_array().map_or(0.0, |rows| rows.iter().map(|r| r[field].as_f64().unwrap_or(0.0)).sum())
+    };
+    let deadline = Instant::now() + HANG;
+    loop {
+        let (_, signups) = get(&mut http, "/api/projects/1/live/signups", "phx_key_one");
+        let (_, browsers) = get(&mut http, "/api/projects/1/live/by-browser", "phx_key_one");
+        // 12 signups; u0 and u2 only ever use Chrome, u1 and u3 Safari: 2 distinct ids each.
+        if total(&signups, "count") == 12.0 && total(&browsers, "value") == 4.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "aggregates stuck: {signups} {browsers}\n{}", server.output());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The API's definition is in the state store: back after a restart.
+    server.stop();
+    let server = Server::start(&config, &data);
+    let mut http = Http::new(server.addr);
+    let r = http.request("GET", "/api/projects/1/live_aggregates", &[("authorization", auth)], b"").unwrap();
+    let defs: Value = serde_json::from_str(&r.text()).unwrap();
+    let ids: Vec<&str> = defs["results"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"by-browser") && ids.contains(&"signups"), "{defs}");
+    server.stop();
+}
