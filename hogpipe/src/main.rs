@@ -12,6 +12,7 @@ mod dead_letters_cli;
 mod destinations_cli;
 mod functions;
 mod hog_cli;
+mod keys_cli;
 mod live_persist;
 mod query_cli;
 mod serve;
@@ -48,6 +49,13 @@ enum Command {
         #[command(subcommand)]
         command: destinations_cli::DestinationsCommand,
     },
+    /// Personal API keys with scopes, in the state store: `create`, `list`, `delete`.
+    ApiKeys {
+        #[command(subcommand)]
+        command: keys_cli::KeysCommand,
+        #[command(flatten)]
+        store: keys_cli::StoreArgs,
+    },
     /// Measure speed: `hogpipe bench hog` times the Hog VM on the benchmark programs.
     Bench {
         #[command(subcommand)]
@@ -62,6 +70,7 @@ fn main() -> ExitCode {
         Command::Bench { command } => bench_cli::run(command),
         Command::Query(args) => query_cli::run(args),
         Command::Destinations { command } => destinations_cli::run(command),
+        Command::ApiKeys { command, store } => keys_cli::run(command, store),
         Command::Serve(args) => match serve::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

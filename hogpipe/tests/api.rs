@@ -155,3 +155,62 @@ fn functions_created_through_the_api_run_and_report() {
     assert_eq!(again["hog"], hog);
     server.stop();
 }
+
+/// `hogpipe api-keys`: a key created with one scope can query but not change functions; `list`
+/// shows it masked; `delete` revokes it.
+#[test]
+fn api_keys_command_makes_scoped_keys() {
+    let dir = TempDir::new("api-keys");
+    let config = dir.path().join("hogpipe.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let data = dir.path().join("data");
+    // The first start records the config's projects in the state store.
+    Server::start(&config, &data).stop();
+    let keys = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hogpipe"))
+            .arg("api-keys")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, key, err) = keys(&["create", "--project", "1", "--scope", "query:read", "--label", "dashboards"]);
+    assert!(ok, "{err}");
+    let key = key.trim().to_string();
+    assert!(key.starts_with("phx_"), "{key}");
+    let (ok, _, err) = keys(&["create", "--project", "1", "--scope", "everything"]);
+    assert!(!ok && err.contains("unknown scope"), "{err}");
+    let (ok, _, err) = keys(&["create", "--project", "9"]);
+    assert!(!ok && err.contains("no project 9"), "{err}");
+    let (_, list, _) = keys(&["list"]);
+    let line = list.lines().find(|l| l.ends_with("dashboards")).unwrap_or_else(|| panic!("{list}"));
+    assert!(!list.contains(&key), "keys are listed masked: {list}");
+    assert!(line.contains("query:read"), "{line}");
+    let id = line.split('\t').next().unwrap().to_string();
+
+    let server = Server::start(&config, &data);
+    let mut http = Http::new(server.addr);
+    let (status, v) = hogql(&mut http, 1, &key, "SELECT count() FROM events");
+    assert_eq!(status, 200, "{v}");
+    let body = json!({"type": "transformation", "name": "t", "hog": "return event"});
+    let (status, v) = call(&mut http, "POST", "/api/projects/1/hog_functions", &key, Some(body));
+    assert_eq!(status, 403, "{v}");
+    let (status, _) = hogql(&mut http, 2, &key, "SELECT count() FROM events");
+    assert_eq!(status, 404);
+    server.stop();
+
+    let (ok, _, err) = keys(&["delete", &id]);
+    assert!(ok, "{err}");
+    let server = Server::start(&config, &data);
+    let mut http = Http::new(server.addr);
+    assert_eq!(hogql(&mut http, 1, &key, "SELECT 1").0, 401);
+    server.stop();
+}

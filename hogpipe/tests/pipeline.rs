@@ -130,7 +130,7 @@ fn a_bad_reload_keeps_the_running_functions() {
     std::fs::write(dir.path().join("tag.hog"), "let e := event\ne.properties.version := \nreturn e\n").unwrap();
     // SAFETY: kill(2) on our own live child.
     assert_eq!(unsafe { libc::kill(server.pid() as libc::pid_t, libc::SIGHUP) }, 0);
-    wait_until("the failed reload", || server.output().contains("keeping the running functions"));
+    wait_until("the failed reload", || server.output().contains("failed, keeping what runs"));
     assert!(server.output().contains("tag.hog:3:8"), "the error says where: {}", server.output());
     let mut http = Http::new(server.addr);
     assert_eq!(http.post_json("/batch", &batch(0, 8)).unwrap().status, 200);
