@@ -59,12 +59,13 @@ cat >"$work/schemathesis.toml" <<TOML
 "path.project_id" = 1
 TOML
 set +e
-"$venv/bin/schemathesis" --config-file "$work/schemathesis.toml" run "http://127.0.0.1:$port/api/schema" \
+# From the temp dir: schemathesis keeps a cache (.schemathesis/) in its working directory.
+(cd "$work" && "$venv/bin/schemathesis" --config-file "$work/schemathesis.toml" run "http://127.0.0.1:$port/api/schema" \
   --header "Authorization: Bearer $key" \
   --checks not_a_server_error \
   --phases examples,coverage,fuzzing \
   --max-examples 20 --seed 20261125 --workers 2 \
-  --request-timeout 30 --max-time "${HOGPIPE_SCHEMATHESIS_SECONDS:-150}" --no-color
+  --request-timeout 30 --max-time "${HOGPIPE_SCHEMATHESIS_SECONDS:-150}" --no-color)
 status=$?
 set -e
 if [ "$status" -ne 0 ]; then

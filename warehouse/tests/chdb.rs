@@ -14,15 +14,7 @@ use hogpipe_warehouse::writer::EventWriter;
 use hogpipe_warehouse::{Warehouse, WarehouseConfig};
 
 fn warehouse() -> Arc<Warehouse> {
-    static W: OnceLock<(tempfile::TempDir, Arc<Warehouse>)> = OnceLock::new();
-    W.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let config = WarehouseConfig { chdb_library: Some(common::chdb_library()), ..WarehouseConfig::default() };
-        let w = Warehouse::open(&config, dir.path()).expect("open chDB").expect("a warehouse");
-        (dir, w)
-    })
-    .1
-    .clone()
+    common::shared_chdb()
 }
 
 fn count(w: &Warehouse, sql: &str) -> u64 {

@@ -299,15 +299,7 @@ fn check_isolation(w: &Warehouse, a: u64, b: u64) {
 }
 
 fn chdb() -> Arc<Warehouse> {
-    static W: OnceLock<(tempfile::TempDir, Arc<Warehouse>)> = OnceLock::new();
-    W.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let config = WarehouseConfig { chdb_library: Some(common::chdb_library()), ..WarehouseConfig::default() };
-        let w = Warehouse::open(&config, dir.path()).expect("open chDB").expect("a warehouse");
-        (dir, w)
-    })
-    .1
-    .clone()
+    common::shared_chdb()
 }
 
 /// The statement's `SETTINGS max_execution_time`, the only SETTINGS in it, is what the server

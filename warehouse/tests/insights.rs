@@ -445,15 +445,7 @@ fn check_all(w: &Arc<Warehouse>, team: u64) {
 }
 
 fn chdb() -> Arc<Warehouse> {
-    static W: OnceLock<(tempfile::TempDir, Arc<Warehouse>)> = OnceLock::new();
-    W.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let config = WarehouseConfig { chdb_library: Some(common::chdb_library()), ..WarehouseConfig::default() };
-        let w = Warehouse::open(&config, dir.path()).expect("open chDB").expect("a warehouse");
-        (dir, w)
-    })
-    .1
-    .clone()
+    common::shared_chdb()
 }
 
 #[test]

@@ -195,3 +195,18 @@ pub fn check_persons(w: &std::sync::Arc<hogpipe_warehouse::Warehouse>, team: u64
     assert_eq!(identify_props, json!({"first_url": "/a", "email": "u1@example.com"}));
     assert_eq!(on_events[7][2].as_str().unwrap(), p1, "anon-2's later event is user-1's person");
 }
+
+/// The test binary's chDB warehouse (chDB keeps one data path per process, so every test of a
+/// binary shares it and uses its own team id).
+pub fn shared_chdb() -> std::sync::Arc<hogpipe_warehouse::Warehouse> {
+    use hogpipe_warehouse::{Warehouse, WarehouseConfig};
+    static W: std::sync::OnceLock<(tempfile::TempDir, std::sync::Arc<Warehouse>)> = std::sync::OnceLock::new();
+    W.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = WarehouseConfig { chdb_library: Some(chdb_library()), ..WarehouseConfig::default() };
+        let w = Warehouse::open(&config, dir.path()).expect("open chDB").expect("a warehouse");
+        (dir, w)
+    })
+    .1
+    .clone()
+}
