@@ -21,6 +21,10 @@ pub struct QueryArgs {
     /// Data directory (default: `data_dir` from the config, else `./hogpipe-data`).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Run the query this many more times and print min/median/max milliseconds to stderr (the
+    /// warehouse is opened once, so this times the query alone).
+    #[arg(long, default_value_t = 0)]
+    pub repeat: usize,
 }
 
 /// Runs the query; exit code 1 with the error on failure.
@@ -50,6 +54,25 @@ pub fn run(args: QueryArgs) -> ExitCode {
     match warehouse.query(&args.sql) {
         Ok(rows) => {
             println!("{}", serde_json::to_string(&rows).unwrap_or_default());
+            if args.repeat > 0 {
+                let mut ms = Vec::with_capacity(args.repeat);
+                for _ in 0..args.repeat {
+                    let started = std::time::Instant::now();
+                    if let Err(e) = warehouse.query(&args.sql) {
+                        eprintln!("hogpipe: error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                    ms.push(started.elapsed().as_secs_f64() * 1e3);
+                }
+                ms.sort_by(f64::total_cmp);
+                eprintln!(
+                    "{} runs: min {:.1} ms, median {:.1} ms, max {:.1} ms",
+                    ms.len(),
+                    ms[0],
+                    ms[ms.len() / 2],
+                    ms[ms.len() - 1]
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

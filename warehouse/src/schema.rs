@@ -127,8 +127,23 @@ const TABLES: &[(u32, Table)] = &[
     ),
 ];
 
+/// Event properties PostHog deployments query most, kept in columns of their own
+/// (`` `mat_$browser` ``) that ClickHouse fills on insert (`MATERIALIZED`), so trends and
+/// breakdowns read a short column instead of scanning every event's JSON. The expression is the
+/// insights' property-as-string rule, so a query gives the same answer with or without them.
+pub const MATERIALIZED_PROPERTIES: &[&str] =
+    &["$browser", "$os", "$device_type", "$current_url", "$pathname", "$session_id"];
+
+/// The column holding event property `key`, if it is materialized.
+pub fn materialized_column(key: &str) -> Option<String> {
+    MATERIALIZED_PROPERTIES.contains(&key).then(|| format!("`mat_{key}`"))
+}
+
+/// Version of the migration adding [`MATERIALIZED_PROPERTIES`].
+const MATERIALIZED_VERSION: u32 = 5;
+
 /// The newest schema version.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = MATERIALIZED_VERSION;
 
 /// Applies every migration newer than the recorded version; returns the versions applied.
 pub fn migrate(backend: &dyn Backend, dialect: Dialect, layout: &Layout) -> Result<Vec<u32>, WarehouseError> {
@@ -169,6 +184,29 @@ pub fn migrate(backend: &dyn Backend, dialect: Dialect, layout: &Layout) -> Resu
         ))?;
         tracing::info!(version, table = table.name, "warehouse migration applied");
         applied.push(*version);
+    }
+    if current < MATERIALIZED_VERSION {
+        // Stored on each node's table; a cluster's Distributed table computes the same value
+        // (ALIAS), because inserts through it would otherwise try to forward the column.
+        let tables: Vec<(&str, &str)> = match layout {
+            Layout::Single => vec![("events", "MATERIALIZED")],
+            Layout::Cluster { .. } => vec![("events_local", "MATERIALIZED"), ("events", "ALIAS")],
+        };
+        for (table, kind) in tables {
+            for key in MATERIALIZED_PROPERTIES {
+                let column = materialized_column(key).unwrap_or_default();
+                let expression = crate::insights::property_string(crate::insights::PropertyType::Event, key, false);
+                backend.execute_everywhere(&format!(
+                    "ALTER TABLE {table} ADD COLUMN {column} String {kind} {expression}"
+                ))?;
+            }
+        }
+        backend.execute_everywhere(&format!(
+            "INSERT INTO hogpipe_migrations (version, name, applied_at) VALUES ({MATERIALIZED_VERSION}, \
+             'materialize hot event properties', now())"
+        ))?;
+        tracing::info!(version = MATERIALIZED_VERSION, "warehouse migration applied: materialized event properties");
+        applied.push(MATERIALIZED_VERSION);
     }
     Ok(applied)
 }

@@ -67,8 +67,18 @@ fn events_land_with_every_field_and_duplicates_count_once() {
 #[test]
 fn migrations_are_recorded_once() {
     let w = warehouse();
-    assert_eq!(count(&w, "SELECT count() FROM hogpipe_migrations"), 4);
-    assert_eq!(count(&w, "SELECT max(version) FROM hogpipe_migrations"), 4);
+    let version = u64::from(hogpipe_warehouse::schema::SCHEMA_VERSION);
+    assert_eq!(count(&w, "SELECT count() FROM hogpipe_migrations"), version);
+    assert_eq!(count(&w, "SELECT max(version) FROM hogpipe_migrations"), version);
+    // Hot properties are materialized on insert, with the value the JSON gives.
+    let writer = EventWriter::new(w.clone(), 10).unwrap();
+    let evs = events(29, 6);
+    writer.write(&evs.iter().collect::<Vec<_>>()).unwrap();
+    writer.flush().unwrap();
+    assert_eq!(
+        count(&w, "SELECT count() FROM events WHERE team_id = 29 AND `mat_$browser` = visitParamExtractString(properties, '$browser') AND `mat_$browser` != ''"),
+        6
+    );
 }
 
 #[test]

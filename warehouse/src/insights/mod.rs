@@ -319,7 +319,14 @@ fn json_key(key: &str) -> String {
 /// The value of property `key` as a string: strings unescaped, numbers and booleans as written,
 /// and `''` for absent, null or empty. Strings (the common case) are read once; the raw text is
 /// read only for the rest (ClickHouse evaluates `if` branches lazily).
-pub(crate) fn property_string(kind: PropertyType, key: &str) -> String {
+/// A materialized column ([`crate::schema::MATERIALIZED_PROPERTIES`]) holds exactly this value
+/// and is used instead when `materialized`.
+pub(crate) fn property_string(kind: PropertyType, key: &str, materialized: bool) -> String {
+    if materialized && kind == PropertyType::Event {
+        if let Some(column) = crate::schema::materialized_column(key) {
+            return column;
+        }
+    }
     let raw = raw_property(kind, key);
     let string = format!("visitParamExtractString({}, {})", kind.column(), json_key(key));
     format!("if({string} != '', {string}, if({raw} IN ('null', '\"\"'), '', {raw}))")
@@ -349,7 +356,7 @@ impl PropertyFilter {
                 _ => Err(invalid(value_field, "needs a string, number or boolean (or a non-empty list of them)")),
             }
         };
-        let value = property_string(self.kind, &self.key);
+        let value = property_string(self.kind, &self.key, true);
         let raw = raw_property(self.kind, &self.key);
         let list = |l: Vec<String>| l.iter().map(|t| sql_string(t)).collect::<Vec<_>>().join(", ");
         Ok(match self.operator {
@@ -438,7 +445,7 @@ impl Breakdown {
 
     /// The SQL of the breakdown value ('' when absent).
     pub(crate) fn sql(&self) -> String {
-        property_string(self.kind, &self.key)
+        property_string(self.kind, &self.key, true)
     }
 
     /// What the API shows for a value from SQL.
