@@ -4,14 +4,14 @@
 
 mod common;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use common::events;
 use hogpipe_dataflow::event::Event;
 use hogpipe_dataflow::sink::EventSink;
 use hogpipe_warehouse::schema::Dialect;
 use hogpipe_warehouse::writer::EventWriter;
-use hogpipe_warehouse::{Warehouse, WarehouseConfig};
+use hogpipe_warehouse::Warehouse;
 
 fn warehouse() -> Arc<Warehouse> {
     common::shared_chdb()

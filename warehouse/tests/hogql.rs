@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use hogpipe_dataflow::event::Event;
 use hogpipe_dataflow::sink::EventSink;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use hogpipe_dataflow::event::Event;
