@@ -131,8 +131,7 @@ const TABLES: &[(u32, Table)] = &[
 /// (`` `mat_$browser` ``) that ClickHouse fills on insert (`MATERIALIZED`), so trends and
 /// breakdowns read a short column instead of scanning every event's JSON. The expression is the
 /// insights' property-as-string rule, so a query gives the same answer with or without them.
-pub const MATERIALIZED_PROPERTIES: &[&str] =
-    &["$browser", "$os", "$device_type", "$current_url", "$pathname", "$session_id"];
+pub const MATERIALIZED_PROPERTIES: &[&str] = &["$browser", "$os", "$device_type", "$current_url"];
 
 /// The column holding event property `key`, if it is materialized.
 pub fn materialized_column(key: &str) -> Option<String> {
