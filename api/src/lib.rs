@@ -15,6 +15,7 @@ pub mod filters;
 pub mod persist;
 pub mod routes;
 pub mod store;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -62,6 +63,8 @@ pub struct ApiState {
     pub limits: QueryLimits,
     /// `site_url` for function globals in test runs.
     pub site_url: String,
+    /// The event log, where source webhooks append the events they capture.
+    pub log: Option<Arc<dyn hogpipe_capture::log::EventLog>>,
 }
 
 impl ApiState {
@@ -76,6 +79,7 @@ impl ApiState {
             stats: None,
             limits: QueryLimits::default(),
             site_url: "http://localhost:8000".into(),
+            log: None,
         }
     }
 }

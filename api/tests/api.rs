@@ -334,3 +334,26 @@ async fn secret_inputs_are_never_returned() {
     assert!(headers.contains("Bearer ***"), "the stored secret is used, and masked in the answer: {run}");
     assert!(!run.to_string().contains("tok-very-secret"), "{run}");
 }
+
+#[tokio::test]
+async fn source_webhook_test_run_shows_the_events_it_would_capture() {
+    let h = harness();
+    let hog = "postHogCapture({'event': 'order', 'distinct_id': request.body.user, 'properties': {'total': request.body.total}})";
+    let (s, created) = h
+        .call(
+            Method::POST,
+            "/api/projects/1/hog_functions",
+            Some(KEY_1),
+            Some(json!({"type": "source_webhook", "name": "orders", "hog": hog})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let run = json!({"globals": {"request": {"method": "POST", "body": {"user": "u7", "total": 42}, "headers": {}, "query": {}}}});
+    let (s, out) =
+        h.call(Method::POST, &format!("/api/projects/1/hog_functions/{id}/invocations"), Some(KEY_1), Some(run)).await;
+    assert_eq!(s, StatusCode::OK, "{out}");
+    assert_eq!(out["status"], "success", "{out}");
+    assert_eq!(out["result"]["events"], json!([{"event": "order", "distinct_id": "u7", "properties": {"total": 42}}]));
+    assert!(h.registry.snapshot().functions.iter().all(|f| f.id != id), "source webhooks do not run in the dataflow");
+}

@@ -201,7 +201,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         runtime.spawn(reload_on_sighup(hup, reload));
     }
 
-    let state = CaptureState::new(config.capture.to_capture_config(), log, Arc::new(tokens));
+    let state = CaptureState::new(config.capture.to_capture_config(), log.clone(), Arc::new(tokens));
     let host = args.host.clone().unwrap_or(config.capture.host.clone());
     let port = args.port.unwrap_or(config.capture.port);
     let api_state = Arc::new(ApiState {
@@ -210,6 +210,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         engine: dataflow.as_ref().map(|df| df.engine.clone()),
         live: dataflow.as_ref().and_then(|df| df.live.clone()),
         stats: dataflow.as_ref().map(|df| df.stats.clone()),
+        log: Some(log.clone()),
         ..ApiState::new(store.clone())
     });
     let result: Result<()> = runtime.block_on(async move {

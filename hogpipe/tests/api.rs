@@ -214,3 +214,63 @@ fn api_keys_command_makes_scoped_keys() {
     assert_eq!(hogql(&mut http, 1, &key, "SELECT 1").0, 401);
     server.stop();
 }
+
+/// A `source_webhook` function turns requests to `/public/webhooks/{id}` into events of its
+/// project, validated like capture's and stored like them.
+#[test]
+fn source_webhooks_capture_events() {
+    let dir = TempDir::new("api-webhooks");
+    let config = dir.path().join("hogpipe.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&config, &data);
+    let mut http = Http::new(server.addr);
+    let hog = "if (request.body.type != 'charge') {\n  throw Error('unexpected type ' || request.body.type)\n}\n\
+               print('charge for', request.body.customer)\n\
+               postHogCapture({'event': 'stripe charge', 'distinct_id': request.body.customer,\n\
+                 'properties': {'amount': request.body.amount, 'source': inputs.label}})";
+    let body =
+        json!({"type": "source_webhook", "name": "stripe", "hog": hog, "inputs": {"label": {"value": "stripe"}}});
+    let (status, created) = call(&mut http, "POST", "/api/projects/2/hog_functions", "phx_api_key_two", Some(body));
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let path = format!("/public/webhooks/{id}");
+
+    let post = |http: &mut Http, payload: Value| {
+        let r = http.post_json(&path, payload.to_string().as_bytes()).unwrap();
+        (r.status, serde_json::from_str::<Value>(&r.text()).unwrap_or(Value::Null))
+    };
+    for (customer, amount) in [("cus_1", 1200), ("cus_2", 300)] {
+        let (status, v) = post(&mut http, json!({"type": "charge", "customer": customer, "amount": amount}));
+        assert_eq!((status, v["events"].clone()), (200, json!(1)), "{v}");
+    }
+    let (status, v) = post(&mut http, json!({"type": "refund", "customer": "cus_1"}));
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("unexpected type refund"), "{v}");
+    assert_eq!(http.post_json("/public/webhooks/nope", b"{}").unwrap().status, 404);
+
+    let rows = wait(&server, "the webhook's events in project 2", || {
+        let (_, v) = hogql(
+            &mut http,
+            2,
+            "phx_api_key_two",
+            "SELECT distinct_id, properties.amount, properties.source FROM events WHERE event = 'stripe charge' ORDER BY distinct_id",
+        );
+        (v["results"].as_array().map_or(0, Vec::len) == 2).then_some(v)
+    });
+    assert_eq!(rows["results"], json!([["cus_1", "1200", "stripe"], ["cus_2", "300", "stripe"]]), "{rows}");
+    let (_, one) = hogql(&mut http, 1, "phx_api_key_one", "SELECT count() FROM events WHERE event = 'stripe charge'");
+    assert_eq!(one["results"][0][0], 0, "project 1 got none of them");
+
+    // Disabled: the address answers 404.
+    let (status, _) = call(
+        &mut http,
+        "PATCH",
+        &format!("/api/projects/2/hog_functions/{id}"),
+        "phx_api_key_two",
+        Some(json!({"enabled": false})),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(post(&mut http, json!({"type": "charge", "customer": "cus_3", "amount": 1})).0, 404);
+    server.stop();
+}

@@ -284,6 +284,32 @@ pub async fn invoke(
     let mocks = body.mock_responses.unwrap_or_default();
     let site_url = state.site_url.clone();
     let kind = function.kind.clone();
+    if kind == "source_webhook" {
+        // The request the webhook would receive: `globals.request`, else a sample JSON body.
+        let request = match body.globals.as_ref().and_then(|g| g.get("request")) {
+            Some(r) if r.is_object() => r.clone(),
+            Some(_) => {
+                return Err(ApiError::invalid("globals.request", "must be an object {body, headers, query, method}"))
+            }
+            None => json!({"method": "POST", "headers": {}, "query": {}, "ip": "127.0.0.1",
+                           "body": {"event": "sample", "distinct_id": "sample-distinct-id"}, "stringBody": ""}),
+        };
+        let f = function.clone();
+        let project_name = project.name.clone();
+        let run = blocking(move || Ok(crate::webhooks::run_source(&f, &project_name, &site_url, request))).await?;
+        let mut logs: Vec<RunLog> = run.logs.into_iter().map(|m| RunLog { level: "info".into(), message: m }).collect();
+        if let Some(e) = &run.error {
+            logs.push(RunLog { level: "error".into(), message: e.clone() });
+        }
+        let out = InvocationOut {
+            status: if run.error.is_some() { "error" } else { "success" }.into(),
+            result: json!({"events": run.events}),
+            requests: Vec::new(),
+            logs,
+            error: run.error,
+        };
+        return Ok(Json(redact(out, &secrets)));
+    }
     let out = blocking(move || {
         let Some(spec) = compiled.spec else {
             return Err(ApiError::invalid("type", format!("{kind} functions cannot be test-run yet")));

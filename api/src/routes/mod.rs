@@ -48,6 +48,7 @@ impl Modify for BearerAuth {
         dead_letters::list, dead_letters::get, dead_letters::replay, dead_letters::replay_function, dead_letters::discard,
         query::query,
         live::rows, live::definitions, live::define, live::undefine,
+        crate::webhooks::receive,
     ),
     modifiers(&BearerAuth),
 )]
@@ -87,6 +88,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/hog_function_templates/{id}", get(templates::get))
         .route("/api/hog/compile", post(compile::compile))
         .route("/api/schema", get(schema))
+        .route("/public/webhooks/{id}", post(crate::webhooks::receive))
         .route("/api/{*rest}", axum::routing::any(not_found))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     api.with_state(state)
