@@ -146,7 +146,7 @@ pub async fn receive(
     let store = state.store.clone();
     let wanted = id.clone();
     let found = blocking(move || {
-        let f = store.functions(None)?.into_iter().find(|f| f.id == wanted);
+        let f = store.function_by_id(&wanted)?;
         let project = match &f {
             Some(f) => store.project(f.project_id)?,
             None => None,

@@ -547,6 +547,8 @@ fn functions_crud_and_order(backend: &Backend) {
     assert_eq!(store.function(1, "e").expect("read"), Some(plain.clone()));
     assert_eq!(store.function(2, "d").expect("read"), Some(d.clone()));
     assert_eq!(store.function(2, "a").expect("read"), None, "another project's function");
+    assert_eq!(store.function_by_id("d").expect("read"), Some(d.clone()), "by id alone, any project");
+    assert_eq!(store.function_by_id("nope").expect("read"), None);
 
     // Replacing keeps created_at and changes everything else.
     let mut changed = a.clone();

@@ -426,6 +426,15 @@ impl Store {
         rows.first().map(|row| self.function_of(row)).transpose()
     }
 
+    /// A function by id alone, whatever its project (for public addresses such as source
+    /// webhooks, where the id is the address), secrets opened.
+    pub fn function_by_id(&self, id: &str) -> Result<Option<HogFunction>, StoreError> {
+        let rows = self.db.read(&|conn| {
+            conn.query(&format!("SELECT {FUNCTION_COLUMNS} FROM hog_functions WHERE id = ?1"), &[id.into()])
+        })?;
+        rows.first().map(|row| self.function_of(row)).transpose()
+    }
+
     /// The functions of one project, or of all projects; ordered by project, execution order,
     /// creation time (then id).
     pub fn functions(&self, project_id: Option<u64>) -> Result<Vec<HogFunction>, StoreError> {
