@@ -357,3 +357,89 @@ async fn source_webhook_test_run_shows_the_events_it_would_capture() {
     assert_eq!(out["result"]["events"], json!([{"event": "order", "distinct_id": "u7", "properties": {"total": 42}}]));
     assert!(h.registry.snapshot().functions.iter().all(|f| f.id != id), "source webhooks do not run in the dataflow");
 }
+
+/// A loopback port with nothing listening (connections are refused at once).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    port
+}
+
+/// The delivery engine owns a runtime of its own: it is opened and dropped outside the test's.
+#[test]
+fn dead_letters_are_listed_masked_replayed_and_deleted() {
+    use hogpipe_destinations::engine::{DestinationSettings, Engine, EngineConfig, Job};
+    use hogpipe_destinations::http::HttpRequest;
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = DestinationSettings {
+        max_attempts: 1,
+        timeout: std::time::Duration::from_secs(2),
+        ..DestinationSettings::default()
+    };
+    let config = EngineConfig { defaults: settings, ..EngineConfig::default() };
+    let engine = Arc::new(Engine::open(dir.path(), config, h.invoker.clone()).unwrap());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let engine_for_test = engine.clone();
+    rt.block_on(async move {
+        let engine = engine_for_test;
+        let request = |token: &str| HttpRequest {
+            method: "POST".into(),
+            url: format!("http://127.0.0.1:{}/hook", closed_port()),
+            headers: vec![("authorization".into(), format!("Bearer {token}")), ("x-key".into(), "sekret-1234".into())],
+            body: Some("{\"k\":\"sekret-1234\"}".into()),
+        };
+        let jobs = vec![
+            Job { function_id: "f-one".into(), team_id: 1, request: request("t1"), state: Vec::new() },
+            Job { function_id: "f-two".into(), team_id: 2, request: request("t2"), state: Vec::new() },
+        ];
+        engine.enqueue(jobs).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while engine.dead_letters(None).unwrap().len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "no dead letters");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // A stored function of project 1 whose secret input appears in the request.
+        let schema = json!([{"key": "key", "type": "string", "label": "Key", "secret": true, "required": true}]);
+        let body = json!({"type": "destination", "name": "d", "hog": "fetch('http://x/', {})", "inputs_schema": schema,
+                      "inputs": {"key": {"value": "sekret-1234"}}});
+        let (s, _) = h.call(Method::POST, "/api/projects/1/hog_functions", Some(KEY_1), Some(body)).await;
+        assert_eq!(s, StatusCode::CREATED);
+        let h = Harness {
+            state: Arc::new(ApiState { engine: Some(engine.clone()), ..ApiState::new(h.state.store.clone()) }),
+            ..h
+        };
+
+        let (s, list) = h.call(Method::GET, "/api/projects/1/dead_letters", Some(KEY_1), None).await;
+        assert_eq!(s, StatusCode::OK, "{list}");
+        assert_eq!(list["count"], 1, "only project 1's: {list}");
+        let dl = &list["results"][0];
+        assert_eq!(dl["function_id"], "f-one");
+        assert!(!list.to_string().contains("sekret-1234") && !list.to_string().contains("Bearer t1"), "masked: {list}");
+        assert_eq!(dl["request"]["headers"][0][1], "***");
+        let id = dl["id"].as_i64().unwrap();
+        let (s, one) = h.call(Method::GET, &format!("/api/projects/1/dead_letters/{id}"), Some(KEY_1), None).await;
+        assert_eq!((s, one["id"].as_i64()), (StatusCode::OK, Some(id)), "{one}");
+        let (s, _) = h.call(Method::GET, &format!("/api/projects/2/dead_letters/{id}"), Some(KEY_2), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "project 2 cannot see project 1's dead letter");
+
+        let (s, replayed) =
+            h.call(Method::POST, &format!("/api/projects/1/dead_letters/{id}/replay"), Some(KEY_1), None).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{replayed}");
+        assert!(replayed["job_id"].as_i64().is_some());
+        let others: Vec<i64> = engine.dead_letters(Some("f-two")).unwrap().iter().map(|d| d.id).collect();
+        let (s, _) =
+            h.call(Method::DELETE, &format!("/api/projects/1/dead_letters/{}", others[0]), Some(KEY_1), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "not project 1's to delete");
+        let (s, _) =
+            h.call(Method::DELETE, &format!("/api/projects/2/dead_letters/{}", others[0]), Some(KEY_2), None).await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        assert!(engine.dead_letters(Some("f-two")).unwrap().is_empty());
+    });
+    drop(rt);
+    match Arc::try_unwrap(engine) {
+        Ok(engine) => engine.shutdown(),
+        Err(_) => panic!("the engine is still shared"),
+    }
+}
