@@ -536,10 +536,22 @@ fn lock_dir(dir: &Path) -> Result<File, LogError> {
         .truncate(false)
         .open(&path)
         .map_err(|e| io_err(&path, e))?;
-    // SAFETY: flock on a descriptor we own; no memory is involved.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
+    // A process that just closed the log may still hold the lock for a moment through a child
+    // forked before it closed (the descriptor lives until the child's exec): try for up to a
+    // second before calling the log taken.
+    let mut tries = 0;
+    loop {
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(file);
+        }
         let err = std::io::Error::last_os_error();
+        if err.kind() == std::io::ErrorKind::WouldBlock && tries < LOCK_TRIES {
+            tries += 1;
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            continue;
+        }
         if err.kind() == std::io::ErrorKind::WouldBlock {
             return Err(LogError::Unavailable(format!(
                 "the WAL in {} is already open in another process or handle (lock {} is held)",
@@ -549,8 +561,10 @@ fn lock_dir(dir: &Path) -> Result<File, LogError> {
         }
         return Err(io_err(&path, err));
     }
-    Ok(file)
 }
+
+/// Attempts at the lock, 50 ms apart, before `Wal::open` reports the log as taken.
+const LOCK_TRIES: u32 = 20;
 
 /// Checks `<dir>/wal.meta` against the configured partition count, writing it for a new log.
 fn check_meta(dir: &Path, partitions: u32, sync: bool) -> Result<(), LogError> {
