@@ -4,6 +4,7 @@
 //! `$pageview` whose `$browser` is Chrome". Events are OR-ed, properties AND-ed. A `bytecode`
 //! field alone (as PostHog exports it) is used as it is.
 
+use hog_lang::value::escape_string as hog_string;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -17,25 +18,6 @@ pub enum Filter {
     Hog(String),
     /// Ready bytecode (PostHog's `filters.bytecode`).
     Bytecode(Value),
-}
-
-/// A Hog string literal for any text.
-pub fn hog_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\'' => out.push_str("\\'"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\0' => out.push_str("\\0"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
 }
 
 /// Parses `filters` (the API's field) into a [`Filter`]; errors name the field.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hogpipe_dataflow::functions::{FunctionCounters, FunctionStats, DURATION_BUCKETS_MICROS};
+use hogpipe_dataflow::functions::{FunctionCounters, FunctionStats, DURATION_BUCKETS_MICROS, PENDING_LOG_LINES};
 
 use crate::store::{FunctionLog, MetricDelta, Store};
 
@@ -20,42 +20,57 @@ pub fn hour_bucket(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(hour).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Copies what the functions logged and counted since the last call into the store. `seen`
-/// holds the counters already written; `project_of` maps a function id to its project.
+/// What [`flush`] has written so far, and what it still has to.
+#[derive(Default)]
+pub struct Progress {
+    /// Counters already written, per function.
+    seen: BTreeMap<String, FunctionCounters>,
+    /// Log lines taken from the stats but not yet stored (a failed write is retried).
+    backlog: Vec<FunctionLog>,
+}
+
+/// Copies what the functions logged and counted since the last call into the store;
+/// `project_of` maps a function id to its project. After a failed write the same lines and
+/// counts are written by the next call (log lines beyond [`PENDING_LOG_LINES`] waiting are
+/// dropped, oldest first, with a warning).
 pub fn flush(
     stats: &FunctionStats,
     store: &Store,
-    seen: &mut BTreeMap<String, FunctionCounters>,
+    progress: &mut Progress,
     project_of: &dyn Fn(&str) -> Option<u64>,
 ) -> Result<(), crate::store::StoreError> {
     let (lines, dropped) = stats.take_new_logs();
     if dropped > 0 {
         tracing::warn!(dropped, "function log lines dropped before they could be stored");
     }
-    let logs: Vec<FunctionLog> = lines
-        .into_iter()
-        .filter_map(|(id, ms, line)| {
-            Some(FunctionLog {
-                project_id: project_of(&id)?,
-                timestamp: chrono::DateTime::from_timestamp_millis(ms)
-                    .unwrap_or_default()
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                function_id: id,
-                level: line.level.to_string(),
-                invocation_id: line.event_uuid,
-                message: line.message,
-            })
+    let fresh = lines.into_iter().filter_map(|(id, ms, line)| {
+        Some(FunctionLog {
+            project_id: project_of(&id)?,
+            timestamp: chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            function_id: id,
+            level: line.level.to_string(),
+            invocation_id: line.event_uuid,
+            message: line.message,
         })
-        .collect();
-    if !logs.is_empty() {
-        store.append_logs(&logs, LOG_LINES_PER_FUNCTION)?;
+    });
+    progress.backlog.extend(fresh);
+    if progress.backlog.len() > PENDING_LOG_LINES {
+        let excess = progress.backlog.len() - PENDING_LOG_LINES;
+        tracing::warn!(dropped = excess, "function log lines dropped: the state store keeps failing");
+        progress.backlog.drain(..excess);
+    }
+    if !progress.backlog.is_empty() {
+        store.append_logs(&progress.backlog, LOG_LINES_PER_FUNCTION)?;
+        progress.backlog.clear();
     }
     let bucket = hour_bucket(chrono::Utc::now().timestamp_millis());
     let mut deltas = Vec::new();
     let current = stats.all_counters();
     for (id, c) in &current {
         let Some(project_id) = project_of(id) else { continue };
-        let before = seen.get(id).cloned().unwrap_or_default();
+        let before = progress.seen.get(id).cloned().unwrap_or_default();
         let mut add = |metric: String, now: u64, then: u64| {
             if now > then {
                 deltas.push(MetricDelta {
@@ -84,7 +99,7 @@ pub fn flush(
     if !deltas.is_empty() {
         store.add_metrics(&deltas)?;
     }
-    *seen = current;
+    progress.seen = current;
     Ok(())
 }
 
@@ -99,10 +114,10 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("hogpipe-fn-stats".into()).spawn(move || {
-        let mut seen = BTreeMap::new();
+        let mut progress = Progress::default();
         loop {
             let stopping = stop.load(Ordering::Relaxed);
-            if let Err(e) = flush(&stats, &store, &mut seen, project_of.as_ref()) {
+            if let Err(e) = flush(&stats, &store, &mut progress, project_of.as_ref()) {
                 tracing::warn!(error = %e, "cannot store function logs and metrics; retrying");
             }
             if stopping {
@@ -116,4 +131,45 @@ pub fn spawn(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hogpipe_dataflow::functions::LogLine;
+    use std::collections::HashMap;
+
+    fn counters(invocations: u64, failed: u64, micros: u64) -> HashMap<String, FunctionCounters> {
+        let mut c = FunctionCounters { invocations, succeeded: invocations - failed, failed, ..Default::default() };
+        for _ in 0..invocations {
+            c.record_duration(micros);
+        }
+        HashMap::from([("f1".to_string(), c)])
+    }
+
+    #[test]
+    fn lines_and_counter_deltas_reach_the_store_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&crate::store::StoreConfig::default(), dir.path()).unwrap();
+        let stats = FunctionStats::default();
+        let project_of = |id: &str| (id == "f1").then_some(7);
+        let mut progress = Progress::default();
+        stats.merge(&counters(3, 1, 50));
+        let line = |m: &str| LogLine { level: "info", event_uuid: "e1".into(), message: m.into() };
+        stats.log("f1", [line("one"), line("two")]);
+        stats.log("unknown", [line("dropped: no project")]);
+        flush(&stats, &store, &mut progress, &project_of).unwrap();
+        // Nothing new: nothing added.
+        flush(&stats, &store, &mut progress, &project_of).unwrap();
+        stats.merge(&counters(2, 0, 5_000));
+        flush(&stats, &store, &mut progress, &project_of).unwrap();
+
+        let logs = store.logs(7, "f1", 10, None).unwrap();
+        let messages: Vec<&str> = logs.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(messages, ["two", "one"], "newest first, each once");
+        let metrics = store.metrics(7, "f1", "2000-01-01T00:00:00Z").unwrap();
+        let total = |m: &str| metrics.iter().filter(|r| r.metric == m).map(|r| r.count).sum::<u64>();
+        assert_eq!((total("invocations"), total("succeeded"), total("failed")), (5, 4, 1));
+        assert_eq!((total("duration_le_100us"), total("duration_le_10000us")), (3, 2));
+    }
 }

@@ -443,3 +443,33 @@ fn dead_letters_are_listed_masked_replayed_and_deleted() {
         Err(_) => panic!("the engine is still shared"),
     }
 }
+
+#[tokio::test]
+async fn limits_are_enforced() {
+    let h = harness();
+    // Request bodies over 2 MiB are refused before any handler runs.
+    let big = json!({"hog": "x".repeat(hogpipe_api::routes::MAX_BODY_BYTES)});
+    let (s, _) = h.call(Method::POST, "/api/hog/compile", Some(KEY_1), Some(big)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    // Hog source over 1 MiB (inside the body limit) is a 400 naming the field.
+    let source = format!("return 1 {}", " ".repeat(hogpipe_api::routes::compile::MAX_SOURCE_BYTES));
+    let (s, out) = h.call(Method::POST, "/api/hog/compile", Some(KEY_1), Some(json!({"hog": source}))).await;
+    assert_eq!((s, out["attr"].clone()), (StatusCode::BAD_REQUEST, json!("hog")), "{out}");
+    // A test run calls fetch at most as often as a real invocation (5 times).
+    let hog = "for (let i := 0; i < 10; i := i + 1) { fetch('https://x.example/', {}) }";
+    let (_, created) = h
+        .call(
+            Method::POST,
+            "/api/projects/1/hog_functions",
+            Some(KEY_1),
+            Some(json!({"type": "destination", "name": "loop", "hog": hog})),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let (s, out) = h
+        .call(Method::POST, &format!("/api/projects/1/hog_functions/{id}/invocations"), Some(KEY_1), Some(json!({})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{out}");
+    assert_eq!(out["status"], "error", "{out}");
+    assert_eq!(out["requests"].as_array().unwrap().len(), 5, "{out}");
+}

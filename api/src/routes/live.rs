@@ -153,7 +153,8 @@ pub async fn define(
             return Err(ApiError::Conflict(format!("the aggregate id {:?} is taken; choose another", def.id)));
         }
     }
-    live.registry().upsert(def.clone()).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    // Checked, then stored, then running: a definition that runs is always one the store has.
+    def.validate().map_err(|e| ApiError::invalid("body", e.to_string()))?;
     let stored = StoredAggregate {
         project_id: project,
         id: def.id.clone(),
@@ -161,6 +162,7 @@ pub async fn define(
     };
     let store = state.store.clone();
     blocking(move || Ok(store.save_aggregate(&stored)?)).await?;
+    live.registry().upsert(def.clone()).map_err(|e| ApiError::invalid("body", e.to_string()))?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(&def).map_err(ApiError::internal)?)))
 }
 

@@ -405,17 +405,9 @@ fn sqlite_error(e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// Where a PostgreSQL config points, for messages: user, host, port, database.
+/// Where a PostgreSQL config points, for messages (never the password).
 fn describe_postgres(config: &postgres::Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(postgres::config::Host::Tcp(host)) => host.clone(),
-        Some(postgres::config::Host::Unix(path)) => path.display().to_string(),
-        None => "localhost".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let user = config.get_user().unwrap_or("");
-    let db = config.get_dbname().unwrap_or(user);
-    format!("postgres {user}@{host}:{port}/{db}")
+    format!("postgres {}", hogpipe_destinations::sinks::describe_postgres(config))
 }
 
 /// The password in a `postgres://user:password@host/db` URL or a `password=…` key-value string,

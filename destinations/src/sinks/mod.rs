@@ -30,7 +30,7 @@ mod webhook;
 
 pub use file::{FileSink, FileSinkConfig};
 pub use kafka::{KafkaKey, KafkaSink, KafkaSinkConfig};
-pub use postgres::{PostgresSink, PostgresSinkConfig};
+pub use postgres::{describe_target as describe_postgres, PostgresSink, PostgresSinkConfig};
 pub use webhook::{WebhookSink, WebhookSinkConfig};
 
 /// One `[[sinks]]` entry of `hogpipe.toml`, chosen by `type`:

@@ -100,8 +100,9 @@ fn quoted_table(table: &str) -> Option<String> {
     Some(quoted.join("."))
 }
 
-/// Where the sink writes, for messages: user, host, port, database and table (never the password).
-fn describe(config: &postgres::Config, table: &str) -> String {
+/// Where a PostgreSQL config points, for messages: `user@host:port/database` (never the
+/// password).
+pub fn describe_target(config: &postgres::Config) -> String {
     let host = match config.get_hosts().first() {
         Some(postgres::config::Host::Tcp(host)) => host.clone(),
         Some(postgres::config::Host::Unix(path)) => path.display().to_string(),
@@ -110,7 +111,12 @@ fn describe(config: &postgres::Config, table: &str) -> String {
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let user = config.get_user().unwrap_or("");
     let db = config.get_dbname().unwrap_or(user);
-    format!("postgres sink {user}@{host}:{port}/{db} table {table}")
+    format!("{user}@{host}:{port}/{db}")
+}
+
+/// Where the sink writes, for messages: target and table.
+fn describe(config: &postgres::Config, table: &str) -> String {
+    format!("postgres sink {} table {table}", describe_target(config))
 }
 
 impl PostgresSink {

@@ -329,20 +329,6 @@ fn closing_brace(bytes: &[u8], from: usize) -> Option<usize> {
     None
 }
 
-fn hog_literal(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\'' => out.push_str("\\'"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
-}
-
 /// A template string compiled to bytecode (`Send`: decoded into a chunk per thread).
 #[derive(Debug)]
 struct CompiledTemplate {
@@ -381,7 +367,7 @@ fn compile_string(s: &str) -> Result<Compiled, (usize, String)> {
                     source.push_str(", ");
                 }
                 match p {
-                    Piece::Text(t) => source.push_str(&hog_literal(t)),
+                    Piece::Text(t) => source.push_str(&hog_lang::value::escape_string(t)),
                     Piece::Expr(e, at) => push_expr(&mut source, e, *at),
                 }
             }

@@ -210,3 +210,25 @@ pub fn shared_chdb() -> std::sync::Arc<hogpipe_warehouse::Warehouse> {
     .1
     .clone()
 }
+
+/// Reads `e` back by uuid (with `time_sql` for the timestamp column) and checks every field
+/// but the time, which it returns for the backend's own check.
+pub fn check_round_trip(w: &hogpipe_warehouse::Warehouse, e: &Event, time_sql: &str) -> String {
+    let rows = w
+        .query(&format!(
+            "SELECT toString(uuid), team_id, event, distinct_id, properties, {time_sql}, elements_chain \
+             FROM events FINAL WHERE uuid = toUUID('{}')",
+            e.uuid
+        ))
+        .expect("read the event back");
+    assert_eq!(rows.results.len(), 1, "{rows:?}");
+    let r = &rows.results[0];
+    assert_eq!(r[0], e.uuid.as_str());
+    assert_eq!(r[1].to_string().trim_matches('"'), e.team_id.to_string());
+    assert_eq!(r[2], e.event.as_str());
+    assert_eq!(r[3], e.distinct_id.as_str());
+    let props: serde_json::Value = serde_json::from_str(r[4].as_str().expect("properties text")).expect("JSON");
+    assert_eq!(props, serde_json::Value::Object(e.properties.clone()));
+    assert_eq!(r[6], e.elements_chain.as_str());
+    r[5].as_str().expect("time text").to_string()
+}
