@@ -19,6 +19,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=env.sh
 . "$root/scripts/env.sh"
+# shellcheck source=ports.sh
+. "$root/scripts/ports.sh"
 
 state_dir="${HOGPIPE_PG_DIR:-${TMPDIR:-/tmp}/hogpipe-postgres-$(id -u)}"
 data_dir="$state_dir/data"
@@ -76,23 +78,7 @@ as_pg() {
   fi
 }
 
-# Whether something accepts TCP connections on 127.0.0.1:$1.
-listening() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
 
-free_port() {
-  local port
-  for _ in $(seq 1 50); do
-    port=$((20000 + RANDOM % 40000))
-    if ! listening "$port"; then
-      echo "$port"
-      return 0
-    fi
-  done
-  log "no free loopback port found"
-  return 1
-}
 
 running() {
   [ -f "$data_dir/PG_VERSION" ] && as_pg "$(bin_dir)/pg_ctl" -D "$data_dir" status >/dev/null 2>&1
@@ -124,24 +110,37 @@ create_cluster() {
   fi
 }
 
+# Starts the server on $HOGPIPE_PG_PORT, else on the port it had (a restart keeps it: clients
+# reconnect to the same URL), else on a free one. When the port was free at the check but taken at
+# the bind (another program won the race), a new port is tried, unless the port was fixed.
 start_server() {
-  local port="${HOGPIPE_PG_PORT:-}"
+  local port="${HOGPIPE_PG_PORT:-}" fixed=1 attempt
   if [ -z "$port" ]; then
+    fixed=
     if [ -f "$port_file" ] && ! listening "$(cat "$port_file")"; then
       port=$(cat "$port_file")
     else
       port=$(free_port)
     fi
   fi
-  echo "$port" >"$port_file"
-  # -w: returns once the server accepts connections. 9>&-: the server must not inherit the lock.
-  if ! as_pg "$(bin_dir)/pg_ctl" -D "$data_dir" -l "$log_file" -w -t 60 -s \
-    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$state_dir -c fsync=off -c full_page_writes=off -c synchronous_commit=off" \
-    start >&2 9>&-; then
-    log "the server did not start on 127.0.0.1:$port; its log ($log_file):"
-    tail -n 30 "$log_file" >&2 || true
-    exit 1
-  fi
+  for attempt in 1 2 3 4 5; do
+    echo "$port" >"$port_file"
+    rm -f "$log_file"
+    # -w: returns once the server accepts connections. 9>&-: the server must not inherit the lock.
+    if as_pg "$(bin_dir)/pg_ctl" -D "$data_dir" -l "$log_file" -w -t 60 -s \
+      -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$state_dir -c fsync=off -c full_page_writes=off -c synchronous_commit=off" \
+      start >&2 9>&-; then
+      return 0
+    fi
+    if [ -n "$fixed" ] || ! grep -q "Address already in use" "$log_file" 2>/dev/null || [ "$attempt" = 5 ]; then
+      break
+    fi
+    log "port $port was taken before the server could bind it; trying another"
+    port=$(free_port)
+  done
+  log "the server did not start on 127.0.0.1:$port; its log ($log_file):"
+  tail -n 30 "$log_file" >&2 || true
+  exit 1
 }
 
 create_db() {

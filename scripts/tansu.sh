@@ -12,6 +12,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=env.sh
 . "$root/scripts/env.sh"
+# shellcheck source=ports.sh
+. "$root/scripts/ports.sh"
 
 TANSU_VERSION=0.6.0
 tansu_bin="$HOGPIPE_CACHE/bin/tansu"
@@ -34,26 +36,8 @@ install_tansu() {
     --root "$HOGPIPE_CACHE" >&2
 }
 
-# Whether something accepts TCP connections on 127.0.0.1:$1.
-listening() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
 running() {
   [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null
-}
-
-free_port() {
-  local port
-  for _ in $(seq 1 50); do
-    port=$((20000 + RANDOM % 40000))
-    if ! listening "$port"; then
-      echo "$port"
-      return 0
-    fi
-  done
-  log "no free loopback port found"
-  return 1
 }
 
 start() {
