@@ -554,3 +554,85 @@ fn bad_queries_are_invalid_naming_the_field() {
     let (field, message) = error(json!({"kind": "TrendsQuery", "series": [ev], "sampling": 0.1}));
     assert!(message.contains("sampling"), "{field}: {message}");
 }
+
+/// A small deterministic generator (the tests need no `rand`).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// The funnel on chDB (computed on arrays) gives the counts ClickHouse's own `windowFunnel` gives
+/// on random events: many events in the same second, steps that share an event, a step for all
+/// events, steps told apart by a property, and four steps.
+#[test]
+fn funnels_on_chdb_agree_with_window_funnel_on_random_events() {
+    let w = chdb();
+    let team = 331;
+    let mut rng = Lcg(7);
+    let mut events = Vec::new();
+    for person in 0..300 {
+        for _ in 0..rng.below(25) {
+            // Whole minutes over two hours: the same second comes up often.
+            let offset = rng.below(120) * 60;
+            let at = format!("2026-11-20T{:02}:{:02}:00", offset / 3600, offset / 60 % 60);
+            let event = ["a", "b", "c", "d"][rng.below(4) as usize];
+            let plan = ["x", "y"][rng.below(2) as usize];
+            events.push(ev(team, events.len() as u64, &at, &format!("p{person}"), event, json!({"plan": plan})));
+        }
+    }
+    let writer = EventWriter::new(w.clone(), 100_000).unwrap();
+    writer.write(&events.iter().collect::<Vec<_>>()).unwrap();
+    writer.flush().unwrap();
+
+    let step = |event: Option<&str>, plan: Option<&str>| {
+        let mut node = json!({"kind": "EventsNode", "event": event});
+        if let Some(plan) = plan {
+            node["properties"] = json!([{"key": "plan", "value": plan, "operator": "exact", "type": "event"}]);
+        }
+        node
+    };
+    let cond = |event: Option<&str>, plan: Option<&str>| {
+        let mut parts = vec!["1".to_string()];
+        parts.extend(event.map(|e| format!("event = '{e}'")));
+        parts.extend(plan.map(|p| format!("JSONExtractString(properties, 'plan') = '{p}'")));
+        parts.join(" AND ")
+    };
+    type Step = (Option<&'static str>, Option<&'static str>);
+    let cases: [&[Step]; 5] = [
+        &[(Some("a"), None), (Some("b"), None), (Some("c"), None)],
+        &[(Some("a"), None), (Some("b"), None), (Some("a"), None)],
+        &[(Some("a"), None), (None, None), (Some("c"), None)],
+        &[(Some("a"), Some("x")), (Some("a"), Some("y")), (Some("b"), None)],
+        &[(Some("a"), None), (Some("b"), None), (Some("c"), None), (Some("d"), None)],
+    ];
+    for steps in cases {
+        let query = json!({
+            "kind": "FunnelsQuery",
+            "series": steps.iter().map(|(e, p)| step(*e, *p)).collect::<Vec<_>>(),
+            "funnelsFilter": {"funnelWindowInterval": 15, "funnelWindowIntervalUnit": "minute"},
+            "dateRange": {"date_from": "2026-11-19", "date_to": "2026-11-21"},
+        });
+        let got = counts(&run(&w, team, query.clone())["results"]);
+
+        let conds: Vec<String> = steps.iter().map(|(e, p)| cond(*e, *p)).collect();
+        let sql = format!(
+            "SELECT level, count() FROM (SELECT person_id, windowFunnel(900)(toDateTime(timestamp), {}) AS level \
+             FROM events WHERE team_id = {team} AND (({})) GROUP BY person_id) WHERE level > 0 GROUP BY level",
+            conds.join(", "),
+            conds.join(") OR (")
+        );
+        let mut at_level = vec![0u64; steps.len()];
+        for row in w.query(&sql).unwrap().results {
+            let level = row[0].as_u64().unwrap() as usize;
+            at_level[level - 1] += row[1].as_str().map_or_else(|| row[1].as_u64().unwrap(), |s| s.parse().unwrap());
+        }
+        let want: Vec<u64> = (0..steps.len()).map(|k| at_level[k..].iter().sum()).collect();
+        assert!(want[0] > 100 && want[steps.len() - 1] > 0, "the data exercises every step: {want:?}");
+        assert!(want.windows(2).any(|p| p[0] > p[1]), "some persons drop off: {want:?}");
+        assert_eq!(got, want, "{query}");
+    }
+}

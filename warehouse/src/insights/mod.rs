@@ -6,8 +6,8 @@
 //! (anything else is [`InsightError::Invalid`] naming the field), builds SQL that runs on both
 //! ClickHouse 18.16 and chDB 26.x, and shapes the answer. The team id is in every `WHERE`; event
 //! names, property keys and values are user text and only ever enter SQL through [`sql_string`].
-//! Unique users are `person_id` (person-on-events); events are read with `FINAL` so a re-delivered
-//! uuid counts once; times are UTC.
+//! Unique users are `person_id` (person-on-events); trends and retention read `events FINAL` so a
+//! re-delivered uuid counts once (funnels need not: see [`funnels`]); times are UTC.
 
 pub mod dates;
 pub mod funnels;
@@ -41,8 +41,8 @@ pub enum InsightError {
 /// How queries are run; the defaults are what the API uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunOptions {
-    /// Read `events FINAL`, so duplicates of a uuid not yet merged away count once. Only the
-    /// benchmark turns it off, to measure what `FINAL` costs.
+    /// Read `events FINAL` (trends, retention), so duplicates of a uuid not yet merged away count
+    /// once. Only the benchmark turns it off, to measure what `FINAL` costs.
     pub use_final: bool,
 }
 
