@@ -27,8 +27,9 @@ use hogpipe_warehouse::Warehouse;
 
 pub use error::ApiError;
 
-/// Limits on queries sent to `/api/projects/:id/query`.
-#[derive(Debug, Clone)]
+/// Limits on queries sent to `/api/projects/:id/query` (`[query]` in `hogpipe.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct QueryLimits {
     /// Rows returned when the query says no LIMIT.
     pub default_limit: u64,
@@ -36,6 +37,25 @@ pub struct QueryLimits {
     pub max_limit: u64,
     /// Seconds a query may run.
     pub max_execution_time_secs: u64,
+}
+
+impl QueryLimits {
+    /// Why these limits cannot be used, naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.default_limit == 0 {
+            return Err("query.default_limit must be at least 1".into());
+        }
+        if self.max_limit < self.default_limit {
+            return Err(format!(
+                "query.max_limit ({}) must be at least query.default_limit ({})",
+                self.max_limit, self.default_limit
+            ));
+        }
+        if self.max_execution_time_secs == 0 || self.max_execution_time_secs > 3600 {
+            return Err("query.max_execution_time_secs must be between 1 and 3600".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for QueryLimits {

@@ -2,7 +2,7 @@
 //! counters the running functions produced (in [`FunctionStats`], in memory) are written to the
 //! store, where `GET …/hog_functions/{id}/logs` and `…/metrics` read them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +39,16 @@ pub fn flush(
     progress: &mut Progress,
     project_of: &dyn Fn(&str) -> Option<u64>,
 ) -> Result<(), crate::store::StoreError> {
+    // `project_of` may scan every deployed function: ask it once per function, not per line.
+    let mut projects: HashMap<String, Option<u64>> = HashMap::new();
+    let mut project_of = |id: &str| -> Option<u64> {
+        if let Some(p) = projects.get(id) {
+            return *p;
+        }
+        let p = project_of(id);
+        projects.insert(id.to_string(), p);
+        p
+    };
     let (lines, dropped) = stats.take_new_logs();
     if dropped > 0 {
         tracing::warn!(dropped, "function log lines dropped before they could be stored");

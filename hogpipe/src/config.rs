@@ -45,6 +45,9 @@ pub struct Config {
     /// The state store (`[state]`): SQLite in the data dir, or PostgreSQL with `url`.
     #[serde(default)]
     pub state: hogpipe_api::store::StoreConfig,
+    /// Limits of the query API (`[query]`).
+    #[serde(default)]
+    pub query: hogpipe_api::QueryLimits,
 }
 
 /// `[dataflow]`
@@ -303,6 +306,9 @@ impl Config {
                 bail!("{origin}: token {} is used by two projects", p.token);
             }
         }
+        if let Err(e) = self.query.validate() {
+            bail!("{origin}: {e}");
+        }
         if self.log.partitions == 0 {
             bail!("{origin}: log.partitions must be at least 1");
         }
@@ -372,6 +378,21 @@ mod tests {
         assert_eq!(c.capture.port, 8000);
         assert_eq!(c.log.backend, LogBackend::Wal);
         assert!(c.projects.is_empty());
+    }
+
+    #[test]
+    fn query_limits_are_read_and_checked() {
+        let c = Config::parse("[query]\nmax_limit = 50000\nmax_execution_time_secs = 5\n", "x.toml").unwrap();
+        assert_eq!(c.query.max_limit, 50_000);
+        assert_eq!(c.query.max_execution_time_secs, 5);
+        assert_eq!(c.query.default_limit, 100, "unset keys keep their defaults");
+        let err = Config::parse("[query]\ndefault_limit = 20\nmax_limit = 10\n", "x.toml").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("query.max_limit (10) must be at least query.default_limit (20)"),
+            "{err:#}"
+        );
+        let err = Config::parse("[query]\nmax_rows = 10\n", "x.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("max_rows"), "{err:#}");
     }
 
     #[test]

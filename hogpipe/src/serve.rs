@@ -211,6 +211,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         live: dataflow.as_ref().and_then(|df| df.live.clone()),
         stats: dataflow.as_ref().map(|df| df.stats.clone()),
         log: Some(log.clone()),
+        limits: config.query.clone(),
         ..ApiState::new(store.clone())
     });
     let result: Result<()> = runtime.block_on(async move {
