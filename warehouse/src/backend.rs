@@ -37,8 +37,17 @@ pub trait Backend: Send + Sync + 'static {
     /// Runs a query whose text ends with its `FORMAT`; returns the output as sent.
     fn query(&self, sql: &str) -> Result<Vec<u8>, WarehouseError>;
 
-    /// Inserts `data`, encoded in `format`, into `table`; returns when it is stored.
+    /// Inserts `data`, encoded in `format`, into `table` (a name, optionally with a column list:
+    /// `events (uuid, …)`); returns when it is stored.
     fn insert(&self, table: &str, format: &str, data: &[u8]) -> Result<(), WarehouseError>;
+
+    /// [`Backend::insert`] for data that may be handed over in pieces: `cuts` are ascending
+    /// offsets in `data` where a row ends (needed for formats without row separators, such as
+    /// `RowBinary`). One piece (HTTP sends one body) by default.
+    fn insert_pieces(&self, table: &str, format: &str, data: &[u8], cuts: &[usize]) -> Result<(), WarehouseError> {
+        let _ = cuts;
+        self.insert(table, format, data)
+    }
 }
 
 /// A query's result, as `FORMAT JSONCompact` gives it.

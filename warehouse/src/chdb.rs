@@ -245,6 +245,24 @@ impl Backend for Chdb {
     }
 
     fn insert(&self, table: &str, format: &str, data: &[u8]) -> Result<(), WarehouseError> {
+        // Pieces of about 8 MiB, each ending at a row boundary (a newline in the text formats
+        // this is called with).
+        let mut cuts = Vec::new();
+        let mut at = 0;
+        while data.len() - at > 8 << 20 {
+            let end = at + (8 << 20);
+            match data[end..].iter().position(|&b| b == b'\n') {
+                Some(p) => {
+                    at = end + p + 1;
+                    cuts.push(at);
+                }
+                None => break,
+            }
+        }
+        self.insert_pieces(table, format, data, &cuts)
+    }
+
+    fn insert_pieces(&self, table: &str, format: &str, data: &[u8], cuts: &[usize]) -> Result<(), WarehouseError> {
         let Some(stream) = self.api.stream else {
             let mut sql = Vec::with_capacity(data.len() + 64);
             sql.extend_from_slice(format!("INSERT INTO {table} FORMAT {format}\n").as_bytes());
@@ -274,19 +292,19 @@ impl Backend for Chdb {
                     (stream.destroy)(handle);
                     return Err(WarehouseError::Query(e));
                 }
-                // Hand the rows over in pieces of about 8 MiB, each ending at a row boundary.
-                let mut rest = data;
-                while !rest.is_empty() {
-                    let mut end = rest.len().min(8 << 20);
-                    if end < rest.len() {
-                        end = rest[end..].iter().position(|&b| b == b'\n').map_or(rest.len(), |p| end + p + 1);
+                // Hand the rows over in the given pieces (each ends at a row boundary).
+                let mut start = 0;
+                for end in cuts.iter().copied().filter(|&c| c > 0 && c < data.len()).chain([data.len()]) {
+                    if end <= start {
+                        continue;
                     }
-                    if (stream.append)(handle, rest.as_ptr() as *const c_void, end) != 0 {
+                    let piece = &data[start..end];
+                    if (stream.append)(handle, piece.as_ptr() as *const c_void, piece.len()) != 0 {
                         let e = failed(handle).unwrap_or_else(|| "the insert stream refused the data".into());
                         (stream.destroy)(handle);
                         return Err(WarehouseError::Query(e));
                     }
-                    rest = &rest[end..];
+                    start = end;
                 }
                 let result = (stream.done)(handle);
                 let out = if result.is_null() {

@@ -13,6 +13,7 @@ pub mod hogql;
 pub mod http;
 pub mod insights;
 pub mod persons;
+pub mod rowbinary;
 pub mod schema;
 pub mod writer;
 

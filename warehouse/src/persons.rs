@@ -8,7 +8,11 @@
 //! `ReplacingMergeTree(version)`), written with the events it came from. Replaying an event after
 //! a crash changes nothing more: a merge already done is a no-op and `$set` sets the same values.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
+
+/// Maps keyed by distinct ids and person ids, looked up for every event: foldhash (seeded per
+/// process) instead of SipHash.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 use serde_json::{Map, Value as Json};
 

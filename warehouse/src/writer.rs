@@ -1,7 +1,7 @@
 //! The batched warehouse writer: the dataflow's event sink for `events`.
 //!
-//! `write` encodes events as `JSONEachRow` into a shared buffer and inserts once it holds
-//! `max_rows`; `flush` (called by the dataflow before every commit of the read positions, at
+//! `write` encodes events into a shared buffer (`RowBinary` on modern ClickHouse such as chDB,
+//! `JSONEachRow` on old servers) and inserts once it holds `max_rows`; `flush` (called by the dataflow before every commit of the read positions, at
 //! least every 200 ms) inserts whatever is buffered. So rows are written in large inserts, and a
 //! log position is committed only after its events are stored. A failed insert keeps its rows for
 //! the next attempt; a slow ClickHouse blocks `write` and so pushes back on the dataflow.
@@ -19,11 +19,21 @@ use crate::{Warehouse, WarehouseError};
 /// Rows buffered before `write` inserts on its own.
 pub const DEFAULT_MAX_ROWS: usize = 50_000;
 
+/// The columns the writer fills, in the order of its `RowBinary` rows.
+const EVENTS_INSERT: &str = "events (uuid, team_id, event, distinct_id, properties, timestamp, created_at, \
+                             elements_chain, person_id, person_properties, _timestamp)";
+
+/// Rows are handed to the backend in pieces of about this many bytes.
+const PIECE_BYTES: usize = 8 << 20;
+
 #[derive(Default)]
 struct Buffer {
     /// `events` rows.
     data: Vec<u8>,
     rows: usize,
+    /// Offsets in `data` where a row ends, about every [`PIECE_BYTES`]: where an insert may be
+    /// cut into pieces (`RowBinary` rows cannot be found by scanning for newlines).
+    cuts: Vec<usize>,
     /// `persons` rows.
     persons: Vec<u8>,
     /// `person_distinct_ids` rows.
@@ -37,6 +47,13 @@ impl Buffer {
             first.extend_from_slice(into);
             *into = first;
         }
+        let shift = earlier.data.len();
+        let mut cuts = earlier.cuts;
+        if shift > 0 {
+            cuts.push(shift);
+        }
+        cuts.extend(self.cuts.iter().map(|c| c + shift));
+        self.cuts = cuts;
         front(&mut self.data, earlier.data);
         front(&mut self.persons, earlier.persons);
         front(&mut self.distinct_ids, earlier.distinct_ids);
@@ -130,25 +147,50 @@ impl EventWriter {
         let inserted = now.format("%Y-%m-%d %H:%M:%S").to_string();
         let mut changes = Vec::new();
         let mut persons = self.persons.lock().unwrap_or_else(|p| p.into_inner());
+        let created_micros = now.timestamp_micros();
+        let inserted_secs = u32::try_from(now.timestamp()).unwrap_or(u32::MAX);
         for e in events {
             let (person_id, person_properties) =
                 persons.process(e.team_id, &e.event, &e.distinct_id, &e.properties, &created_at, &mut changes);
-            let row = Row {
-                uuid: &e.uuid,
-                team_id: e.team_id,
-                event: &e.event,
-                distinct_id: &e.distinct_id,
-                properties: serde_json::to_string(&e.properties).map_err(|err| self.error(err.to_string()))?,
-                timestamp: clickhouse_time(&e.timestamp, dialect),
-                created_at: &created_at,
-                elements_chain: &e.elements_chain,
-                person_id,
-                person_properties,
-                _timestamp: &inserted,
-            };
-            serde_json::to_writer(&mut out.data, &row).map_err(|err| self.error(err.to_string()))?;
-            out.data.push(b'\n');
+            let properties = serde_json::to_string(&e.properties).map_err(|err| self.error(err.to_string()))?;
+            match dialect {
+                Dialect::Modern => {
+                    use crate::rowbinary::{micros, put_i64, put_str, put_u32, put_uuid, uuid_of};
+                    let out = &mut out.data;
+                    put_uuid(out, &uuid_of(&e.uuid));
+                    put_i64(out, e.team_id as i64);
+                    put_str(out, &e.event);
+                    put_str(out, &e.distinct_id);
+                    put_str(out, &properties);
+                    put_i64(out, micros(&e.timestamp));
+                    put_i64(out, created_micros);
+                    put_str(out, &e.elements_chain);
+                    put_uuid(out, &uuid_of(&person_id));
+                    put_str(out, &person_properties);
+                    put_u32(out, inserted_secs);
+                }
+                Dialect::Legacy => {
+                    let row = Row {
+                        uuid: &e.uuid,
+                        team_id: e.team_id,
+                        event: &e.event,
+                        distinct_id: &e.distinct_id,
+                        properties,
+                        timestamp: clickhouse_time(&e.timestamp, dialect),
+                        created_at: &created_at,
+                        elements_chain: &e.elements_chain,
+                        person_id,
+                        person_properties,
+                        _timestamp: &inserted,
+                    };
+                    serde_json::to_writer(&mut out.data, &row).map_err(|err| self.error(err.to_string()))?;
+                    out.data.push(b'\n');
+                }
+            }
             out.rows += 1;
+            if out.data.len() - out.cuts.last().copied().unwrap_or(0) >= PIECE_BYTES {
+                out.cuts.push(out.data.len());
+            }
         }
         drop(persons);
         for change in &changes {
@@ -186,6 +228,7 @@ impl EventWriter {
             Buffer {
                 data,
                 rows: std::mem::take(&mut buffer.rows),
+                cuts: std::mem::take(&mut buffer.cuts),
                 persons: std::mem::take(&mut buffer.persons),
                 distinct_ids: std::mem::take(&mut buffer.distinct_ids),
             }
@@ -204,7 +247,11 @@ impl EventWriter {
                 backend.insert("person_distinct_ids", "JSONEachRow", &taken.distinct_ids)?;
             }
             if taken.rows > 0 {
-                backend.insert("events", "JSONEachRow", &taken.data)?;
+                let format = match self.warehouse.dialect() {
+                    Dialect::Modern => "RowBinary",
+                    Dialect::Legacy => "JSONEachRow",
+                };
+                backend.insert_pieces(EVENTS_INSERT, format, &taken.data, &taken.cuts)?;
             }
             Ok::<(), WarehouseError>(())
         })();
@@ -237,6 +284,7 @@ impl EventSink for EventWriter {
             let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
             let mark = (buffer.data.len(), buffer.persons.len(), buffer.distinct_ids.len(), buffer.rows);
             if let Err(e) = self.encode(events, &mut buffer) {
+                buffer.cuts.retain(|&c| c <= mark.0);
                 buffer.data.truncate(mark.0);
                 buffer.persons.truncate(mark.1);
                 buffer.distinct_ids.truncate(mark.2);

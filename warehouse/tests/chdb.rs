@@ -12,6 +12,7 @@ use hogpipe_dataflow::sink::EventSink;
 use hogpipe_warehouse::schema::Dialect;
 use hogpipe_warehouse::writer::EventWriter;
 use hogpipe_warehouse::Warehouse;
+use serde_json::json;
 
 fn warehouse() -> Arc<Warehouse> {
     common::shared_chdb()
@@ -46,6 +47,40 @@ fn events_land_with_every_field_and_duplicates_count_once() {
         count(&w, "SELECT count() FROM events FINAL WHERE team_id = 21 AND visitParamExtractString(properties, '$browser') = 'Safari'"),
         833
     );
+}
+
+/// An insert of more than one 8 MiB piece (rows are handed to chDB in pieces cut at row ends)
+/// stores every row whole, with the person and insert times filled in.
+#[test]
+fn a_large_insert_goes_in_pieces_and_every_row_is_whole() {
+    let w = warehouse();
+    let team = 24;
+    let mut evs = events(team, 12_000);
+    for (i, e) in evs.iter_mut().enumerate() {
+        // ~1 KiB of properties per row, with text that needs escaping in JSON and multi-byte
+        // characters: 12 MiB in all.
+        e.properties.insert("blob".into(), json!(format!("{i}:\"q\" \\ é ✓ {}", "x".repeat(1000))));
+    }
+    let writer = EventWriter::new(w.clone(), 100_000).unwrap();
+    writer.write(&evs.iter().collect::<Vec<_>>()).unwrap();
+    writer.flush().unwrap();
+    assert_eq!(count(&w, &format!("SELECT count() FROM events WHERE team_id = {team}")), 12_000);
+    for i in [0, 8_191, 8_192, 11_999] {
+        common::check_round_trip(&w, &evs[i], "toString(timestamp)");
+    }
+    // Person ids are the ones person_distinct_ids holds; insert times are now.
+    let rows = w
+        .query(&format!(
+            "SELECT count(), countIf(e.person_id != p.person_id), countIf(abs(dateDiff('second', e.created_at, now())) > 600), \
+                    countIf(abs(dateDiff('second', e._timestamp, now())) > 600) \
+             FROM events AS e INNER JOIN (SELECT distinct_id, argMax(person_id, version) AS person_id \
+                                          FROM person_distinct_ids WHERE team_id = {team} GROUP BY distinct_id) AS p \
+             ON e.distinct_id = p.distinct_id WHERE e.team_id = {team}"
+        ))
+        .unwrap();
+    let got: Vec<u64> =
+        rows.results[0].iter().map(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()).unwrap()).collect();
+    assert_eq!(got, [12_000, 0, 0, 0], "{rows:?}");
 }
 
 #[test]
