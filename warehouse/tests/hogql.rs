@@ -115,6 +115,12 @@ fn ordinary_queries(w: &Warehouse, a: u64, c: u64) {
     expect(
         w,
         &cx,
+        "SELECT sum(CAST(properties.amount AS Float64)) FROM events WHERE properties.amount IS NOT NULL",
+        &[&["19.5"]],
+    );
+    expect(
+        w,
+        &cx,
         "SELECT properties.$screen.width, properties['$current url'], properties.`$current url`, properties.quote, \
          e.properties.nullish IS NULL FROM events AS e WHERE distinct_id = 'a-user-1' ORDER BY timestamp LIMIT 1",
         &[&["1024", "/x", "/x", "it's", "1"]],

@@ -11,6 +11,24 @@ use super::HogQlError;
 /// How deep subqueries, parentheses and unary operators may nest.
 pub const MAX_DEPTH: usize = 100;
 
+/// Types `CAST(x AS Type)` takes, and the conversion function each becomes.
+const CAST_TYPES: &[(&str, &str)] = &[
+    ("String", "toString"),
+    ("Int8", "toInt8"),
+    ("Int16", "toInt16"),
+    ("Int32", "toInt32"),
+    ("Int64", "toInt64"),
+    ("UInt8", "toUInt8"),
+    ("UInt16", "toUInt16"),
+    ("UInt32", "toUInt32"),
+    ("UInt64", "toUInt64"),
+    ("Float32", "toFloat32"),
+    ("Float64", "toFloat64"),
+    ("Date", "toDate"),
+    ("DateTime", "toDateTime"),
+    ("UUID", "toUUID"),
+];
+
 /// Words that end an expression or clause and so cannot be implicit aliases.
 const RESERVED: &[&str] = &[
     "ALL", "AND", "ANTI", "ANY", "ARRAY", "AS", "ASC", "ASOF", "BETWEEN", "BY", "CASE", "CROSS", "DESC", "DISTINCT",
@@ -620,6 +638,10 @@ impl Parser<'_> {
                 self.bump();
                 ExprKind::Interval(Box::new(value), unit)
             }
+            Tok::Word(w) if w.eq_ignore_ascii_case("CAST") && self.peek_at(1).is_punct("(") => {
+                self.bump();
+                self.cast(p)?
+            }
             Tok::Word(w) if !is_reserved(w) && self.peek_at(1).is_punct("(") => {
                 let name = Ident { name: w.clone(), pos: p };
                 self.bump();
@@ -651,6 +673,29 @@ impl Parser<'_> {
             _ => return Err(self.unexpected("an expression")),
         };
         Ok(Expr { kind, pos: p })
+    }
+
+    /// `CAST(expr AS Type)` after `CAST`: the conversion function of the type (`toInt64(expr)`),
+    /// so the allow-list of functions applies to it as to any call.
+    fn cast(&mut self, p: Pos) -> Result<ExprKind, HogQlError> {
+        self.expect_punct("(")?;
+        let value = self.expr()?;
+        self.expect_kw("AS")?;
+        let t = self.peek().clone();
+        let target = match &t.tok {
+            Tok::Word(w) | Tok::Quoted(w) => {
+                CAST_TYPES.iter().find(|(ty, _)| ty.eq_ignore_ascii_case(w)).map(|(_, f)| *f)
+            }
+            _ => None,
+        };
+        let Some(function) = target else {
+            let names: Vec<&str> = CAST_TYPES.iter().map(|(ty, _)| *ty).collect();
+            return Err(at(&t, format!("CAST to this type is not supported; use one of {}", names.join(", "))));
+        };
+        self.bump();
+        self.expect_punct(")")?;
+        let name = Ident { name: function.to_string(), pos: p };
+        Ok(ExprKind::Call { name, params: None, args: vec![value], distinct: false })
     }
 
     fn call(&mut self, name: Ident) -> Result<ExprKind, HogQlError> {

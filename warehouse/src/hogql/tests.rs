@@ -207,6 +207,8 @@ fn comments_are_skipped() {
 
 /// (query, message fragment, line, column)
 const REJECTED: &[(&str, &str, usize, usize)] = &[
+    ("SELECT CAST(event AS Array(String)) FROM events", "CAST to this type is not supported; use one of String", 1, 22),
+    ("SELECT CAST(event String) FROM events", "expected `AS`, found `String`", 1, 19),
     ("", "the query is empty", 1, 1),
     ("INSERT INTO events VALUES (1)", "only SELECT queries are allowed, not `INSERT`", 1, 1),
     ("  drop table events", "not `DROP`", 1, 3),
@@ -275,6 +277,18 @@ const REJECTED: &[(&str, &str, usize, usize)] = &[
     ("SELECT 1 FROM events PREWHERE 1", "PREWHERE is not supported", 1, 22),
     ("SELECT 1 FROM events SAMPLE 0.1", "SAMPLE is not supported", 1, 22),
 ];
+
+#[test]
+fn cast_becomes_the_type_conversion_function() {
+    assert_eq!(
+        sql("SELECT CAST(properties.amount AS Float64) AS a, cast(1.5 AS int64), CAST(timestamp AS Date) FROM events"),
+        format!(
+            "SELECT toFloat64({}) AS `a`, toInt64(1.5) AS `cast(1.5 AS int64)`, toDate(timestamp) AS `CAST(timestamp AS Date)` \
+             FROM {EV} AS events LIMIT 100 {SUFFIX}",
+            prop("properties", "amount")
+        )
+    );
+}
 
 #[test]
 fn rejections_say_what_and_where() {
