@@ -247,11 +247,17 @@ impl EventWriter {
                 backend.insert("person_distinct_ids", "JSONEachRow", &taken.distinct_ids)?;
             }
             if taken.rows > 0 {
-                let format = match self.warehouse.dialect() {
-                    Dialect::Modern => "RowBinary",
-                    Dialect::Legacy => "JSONEachRow",
-                };
-                backend.insert_pieces(EVENTS_INSERT, format, &taken.data, &taken.cuts)?;
+                match self.warehouse.dialect() {
+                    // Duplicates are merged away later and `FINAL` reads see through them, so
+                    // the insert skips its own pass over the block (~15 % of the insert's cost).
+                    Dialect::Modern => backend.insert_pieces(
+                        &format!("{EVENTS_INSERT} SETTINGS optimize_on_insert = 0"),
+                        "RowBinary",
+                        &taken.data,
+                        &taken.cuts,
+                    )?,
+                    Dialect::Legacy => backend.insert_pieces(EVENTS_INSERT, "JSONEachRow", &taken.data, &taken.cuts)?,
+                }
             }
             Ok::<(), WarehouseError>(())
         })();
