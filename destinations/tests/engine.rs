@@ -794,10 +794,10 @@ fn a_restart_with_the_same_key_resumes_pending_jobs_and_plaintext_rows_are_deliv
         insert_plaintext_dead_letter(&conn, &secret_job("f", &server.url, "old-dead"), "HTTP 500: earlier");
     }
 
-    server.release();
     let second = Arc::new(Recorder::default());
     let engine = open(dir.path(), config(s), &second);
     assert_eq!(engine.pending(), 11);
+    server.release();
     wait_for("the 11 jobs", || second.count() == 11);
     let dead = engine.dead_letters(None).unwrap();
     assert_eq!(dead.len(), 1);
@@ -907,9 +907,9 @@ fn a_replaced_key_file_is_refused_naming_both_files_and_the_rows_stay() {
     // With the original key back, everything is there and delivered.
     std::fs::write(&key_file, original).unwrap();
     let key = secret_key::load(None, data.path(), IfMissing::Fail).unwrap();
-    server.release();
     let engine = Engine::open(&dir, &key, cfg, recorder.clone()).unwrap();
     assert_eq!(engine.pending(), 5);
+    server.release();
     wait_for("the five jobs", || recorder.count() == 5);
     let dead = engine.dead_letters(None).unwrap();
     assert_eq!(dead.len(), 1);

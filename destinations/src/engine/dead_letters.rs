@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::types::Value;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior};
 use serde::Serialize;
 
 use super::seal::{Column, Sealer};
@@ -131,7 +131,7 @@ impl DeadLetters {
     /// Moves a dead letter back to the queue with its attempts reset; returns the new job's id.
     pub fn replay(&self, id: i64) -> Result<i64, EngineError> {
         let mut conn = lock(&self.conn);
-        let tx = conn.transaction().map_err(self.err())?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(self.err())?;
         let mut jobs = self.requeue(&tx, "WHERE id = ?1", params![id])?;
         let Some(job) = jobs.pop() else {
             return Err(EngineError::NoSuchDeadLetter(id));
@@ -143,7 +143,7 @@ impl DeadLetters {
     /// Moves every dead letter of a function back to the queue; returns how many.
     pub fn replay_all(&self, function_id: &str) -> Result<usize, EngineError> {
         let mut conn = lock(&self.conn);
-        let tx = conn.transaction().map_err(self.err())?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(self.err())?;
         let jobs = self.requeue(&tx, "WHERE function_id = ?1", params![function_id])?;
         tx.commit().map_err(self.err())?;
         Ok(jobs.len())
@@ -151,7 +151,9 @@ impl DeadLetters {
 
     /// Moves the dead letters `filter` selects to `jobs` (in id order), their request and state
     /// sealed again for their new table; returns the new job ids. A value that does not open
-    /// fails the whole move ([`EngineError::Corrupt`]), which then changes nothing.
+    /// fails the whole move ([`EngineError::Corrupt`]), which then changes nothing. `tx` must be
+    /// IMMEDIATE: it reads before it writes, and a deferred one that began reading cannot wait for
+    /// the engine's writer to finish (SQLite answers "database is locked" at once).
     fn requeue(
         &self,
         tx: &Transaction<'_>,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::types::{Value, ValueRef};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::dead_letters::LastError;
 use super::dispatch::{Dest, MemJob};
@@ -308,7 +308,9 @@ impl Writer {
         }
         let shared = self.shared.clone();
         let sealer = &shared.sealer;
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: a dead letter reads its job before writing, and a transaction that began
+        // by reading cannot wait for another process's writer (a CLI replay) to finish.
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_ms();
         let mut placed = Vec::with_capacity(enqueues.len());
         {
