@@ -379,7 +379,8 @@ fn dead_letters_are_listed_masked_replayed_and_deleted() {
         ..DestinationSettings::default()
     };
     let config = EngineConfig { defaults: settings, ..EngineConfig::default() };
-    let engine = Arc::new(Engine::open(dir.path(), config, h.invoker.clone()).unwrap());
+    let key = hogpipe_destinations::secret_key::SecretKey::generate();
+    let engine = Arc::new(Engine::open(dir.path(), &key, config, h.invoker.clone()).unwrap());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let engine_for_test = engine.clone();
     rt.block_on(async move {

@@ -8,6 +8,9 @@
 //!   concurrency and rate limits, retries with backoff, persisted queue, dead letters).
 //! - [`sinks`]: native sinks written in Rust (Kafka topic, rotated JSON-lines files, PostgreSQL
 //!   table, batched webhook).
+//! - [`secret_key`]: the data dir's key sealing secrets at rest. It lives here because the delivery
+//!   queue seals with it and `hogpipe-api` (whose state store seals secret inputs with the same
+//!   key) depends on this crate, not the other way round.
 //!
 //! This crate does not decide which events reach a destination: the dataflow's routing does.
 #![warn(missing_docs)]
@@ -16,5 +19,6 @@ pub mod deliver;
 pub mod engine;
 pub mod http;
 pub mod invoke;
+pub mod secret_key;
 pub mod sinks;
 pub mod template;

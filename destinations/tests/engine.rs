@@ -1,7 +1,8 @@
 //! The delivery engine against loopback HTTP servers that fail, delay, hang, rate-limit and
 //! recover on command: retries and their spacing, Retry-After, dead letters and replay, restarts
 //! (drop and re-open, and a real SIGKILL of a child process), isolation of a stalled destination,
-//! memory bound and back-pressure.
+//! memory bound and back-pressure; secrecy at rest (nothing secret in the queue's files, rows of
+//! earlier versions, a replaced key).
 
 #[path = "engine/server.rs"]
 mod server;
@@ -17,6 +18,7 @@ use hogpipe_destinations::engine::{
     DeadLetters, DestinationSettings, Engine, EngineConfig, EngineError, Job, RateLimit,
 };
 use hogpipe_destinations::http::{HttpRequest, HttpResponse, Next, Resume};
+use hogpipe_destinations::secret_key::SecretKey;
 use server::{Reply, TestServer};
 
 /// Records every resume; optionally asks for a follow-up request (`<tag>/2`) after the first.
@@ -92,8 +94,13 @@ fn config(defaults: DestinationSettings) -> EngineConfig {
     EngineConfig { defaults, poll_interval: Duration::from_millis(50), ..EngineConfig::default() }
 }
 
+/// The key every test's queue is sealed with (the same in the SIGKILL test's child process).
+fn key() -> SecretKey {
+    SecretKey::from_bytes([7; 32], "the tests' key")
+}
+
 fn open(dir: &Path, config: EngineConfig, recorder: &Arc<Recorder>) -> Engine {
-    Engine::open(dir, config, recorder.clone()).unwrap()
+    Engine::open(dir, &key(), config, recorder.clone()).unwrap()
 }
 
 /// Polls `cond` until it holds; fails the test after a generous deadline.
@@ -272,7 +279,7 @@ fn a_replay_from_another_process_is_noticed_by_the_running_engine() {
     wait_for("the dead letter", || engine.dead_letters(None).unwrap().len() == 1);
     server.set_default(Reply::status(200, "ok"));
     // Its own connection, as `hogpipe destinations dead-letters replay` has.
-    let cli = DeadLetters::open(dir.path()).unwrap();
+    let cli = DeadLetters::open(dir.path(), &key()).unwrap();
     let id = cli.list(None).unwrap()[0].id;
     cli.replay(id).unwrap();
     wait_for("the replayed job", || recorder.count() == 1);
@@ -283,7 +290,7 @@ fn a_replay_from_another_process_is_noticed_by_the_running_engine() {
 #[test]
 fn dead_letters_need_an_existing_store() {
     let dir = tempfile::tempdir().unwrap();
-    let err = DeadLetters::open(dir.path()).unwrap_err();
+    let err = DeadLetters::open(dir.path(), &key()).unwrap_err();
     assert!(matches!(err, EngineError::Missing(_)));
     assert!(err.to_string().contains("delivery.sqlite"), "{err}");
 }
@@ -615,4 +622,297 @@ fn a_destination_over_its_limit_sends_new_jobs_to_the_dead_letters_not_the_queue
     wait_for("the stalled destination to catch up", || engine.destination_metrics("stalled").unwrap().queued == 0);
     assert_eq!(engine.replay_all("stalled").unwrap(), 10);
     wait_for("every job", || recorder.count() == 90);
+}
+
+// Secrecy at rest: requests, states and error texts are sealed with the data dir's key.
+
+/// Stands for a rendered secret input (an API key); it must never be in the queue's files.
+const SENTINEL: &str = "SENTINEL-123";
+
+/// A job whose request (URL, `Authorization` header, body) and state carry [`SENTINEL`].
+fn secret_job(function_id: &str, base_url: &str, tag: &str) -> Job {
+    let tag = format!("{tag} {SENTINEL}");
+    let mut job = job(function_id, base_url, &tag);
+    job.request.url = format!("{base_url}/hook?api_key={SENTINEL}");
+    job.request.headers.push(("authorization".into(), format!("Bearer {SENTINEL}")));
+    job
+}
+
+/// Fails when a file of the queue in `dir` (the database, its write-ahead log) holds `needle`.
+fn assert_not_on_disk(dir: &Path, needle: &str, when: &str) {
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with("delivery.sqlite") {
+            let bytes = std::fs::read(&path).unwrap();
+            files += 1;
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{} holds {needle:?} {when}",
+                path.display()
+            );
+        }
+    }
+    assert!(files >= 1, "no queue files in {}", dir.display());
+}
+
+/// Copies the write-ahead log into the database file (what the next checkpoint would do).
+fn checkpoint(dir: &Path) {
+    let conn = rusqlite::Connection::open(dir.join("delivery.sqlite")).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).unwrap();
+    assert_eq!(busy, 0, "the checkpoint could not complete");
+}
+
+/// Every request of a [`secret_job`] (not the follow-ups) reached the server with the secret.
+fn server_saw_the_secret(server: &TestServer) {
+    let seen: Vec<_> = server.seen().into_iter().filter(|s| s.path == "/hook").collect();
+    assert!(!seen.is_empty());
+    for s in &seen {
+        assert!(s.headers.contains(&("authorization".into(), format!("Bearer {SENTINEL}"))), "{:?}", s.headers);
+        assert!(s.body.contains(SENTINEL), "{}", s.body);
+    }
+}
+
+#[test]
+fn secrets_in_requests_states_and_errors_never_reach_the_disk_in_plaintext() {
+    // The service echoes the secret in its error answers: they are stored as the last error.
+    let server = TestServer::start(Reply::status(500, &format!("rejected: Bearer {SENTINEL}")));
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Arc::new(Recorder { follow_up: Some(server.url.clone()), ..Recorder::default() });
+    let mut cfg = config(DestinationSettings { max_attempts: 2, ..settings() });
+    // Over its limit at once: its jobs go straight to the dead letters.
+    cfg.destinations.insert("full".into(), DestinationSettings { max_queued: 0, ..settings() });
+    let engine = open(dir.path(), cfg, &recorder);
+    let sent = secret_job("f", &server.url, "a");
+    let overflow = secret_job("full", &server.url, "b");
+    engine.enqueue(vec![sent.clone(), overflow.clone()]).unwrap();
+    wait_for("two dead letters", || engine.dead_letters(None).unwrap().len() == 2);
+    assert_eq!(server.count(), 2, "a failure, a retry (its error stored), a second failure");
+    // Every page ever committed is still in the write-ahead log: nothing was written in clear.
+    assert_not_on_disk(dir.path(), SENTINEL, "after a retry and two dead letters (log not checkpointed)");
+    checkpoint(dir.path());
+    assert_not_on_disk(dir.path(), SENTINEL, "after a retry and two dead letters (checkpointed)");
+
+    // Read back in full, by the engine and by another connection (the CLI's) with the same key.
+    let cli = DeadLetters::open(dir.path(), &key()).unwrap();
+    for list in [engine.dead_letters(None).unwrap(), cli.list(None).unwrap()] {
+        let dl = list.iter().find(|d| d.function_id == "f").unwrap();
+        assert_eq!((&dl.request, &dl.state), (&sent.request, &sent.state));
+        assert_eq!(dl.error.message, format!("rejected: Bearer {SENTINEL}"));
+        let full = list.iter().find(|d| d.function_id == "full").unwrap();
+        assert_eq!((&full.request, &full.state), (&overflow.request, &overflow.state));
+        assert!(full.error.message.contains("the limit is 0"), "{}", full.error.message);
+    }
+
+    // Replayed (sealed again for the queue), delivered with the secret, resumed, followed up.
+    server.set_default(Reply::status(200, "ok"));
+    let id = cli.list(Some("f")).unwrap()[0].id;
+    cli.replay(id).unwrap();
+    engine.replay_all("full").unwrap();
+    wait_for("both jobs and their follow-ups", || recorder.count() == 4);
+    let mut tags = recorder.tags();
+    tags.sort();
+    assert_eq!(
+        tags,
+        [format!("a {SENTINEL}"), format!("a {SENTINEL}/2"), format!("b {SENTINEL}"), format!("b {SENTINEL}/2")]
+    );
+    assert_eq!(server.count(), 6);
+    server_saw_the_secret(&server);
+    wait_for("the queue to empty", || engine.pending() == 0);
+    drop(engine);
+    assert_not_on_disk(dir.path(), SENTINEL, "after the replays and follow-ups (log not checkpointed)");
+    checkpoint(dir.path());
+    assert_not_on_disk(dir.path(), SENTINEL, "after the replays and follow-ups (checkpointed)");
+    assert_not_on_disk(dir.path(), "Bearer", "at the end");
+}
+
+/// What versions before sealing created, and how they stored a job and a dead letter.
+const EARLIER_SCHEMA: &str = "
+    CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, function_id TEXT NOT NULL,
+        team_id INTEGER NOT NULL, request TEXT NOT NULL, state BLOB NOT NULL, attempts INTEGER NOT NULL,
+        next_at INTEGER NOT NULL, created_at INTEGER NOT NULL, last_error TEXT);
+    CREATE INDEX jobs_by_function ON jobs (function_id, id);
+    CREATE TABLE dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER NOT NULL,
+        function_id TEXT NOT NULL, team_id INTEGER NOT NULL, request TEXT NOT NULL, state BLOB NOT NULL,
+        attempts INTEGER NOT NULL, error_status INTEGER, error_message TEXT NOT NULL,
+        created_at INTEGER NOT NULL, failed_at INTEGER NOT NULL);
+    CREATE INDEX dead_letters_by_function ON dead_letters (function_id, id);";
+
+fn insert_plaintext_job(conn: &rusqlite::Connection, job: &Job, last_error: Option<&str>) -> i64 {
+    conn.execute(
+        "INSERT INTO jobs (function_id, team_id, request, state, attempts, next_at, created_at, last_error)
+         VALUES (?1, ?2, ?3, ?4, 1, 0, 1, ?5)",
+        rusqlite::params![
+            job.function_id,
+            job.team_id as i64,
+            serde_json::to_string(&job.request).unwrap(),
+            job.state,
+            last_error
+        ],
+    )
+    .unwrap();
+    conn.last_insert_rowid()
+}
+
+fn insert_plaintext_dead_letter(conn: &rusqlite::Connection, job: &Job, message: &str) {
+    conn.execute(
+        "INSERT INTO dead_letters (job_id, function_id, team_id, request, state, attempts, error_status,
+            error_message, created_at, failed_at)
+         VALUES (0, ?1, ?2, ?3, ?4, 5, 500, ?5, 1, 2)",
+        rusqlite::params![
+            job.function_id,
+            job.team_id as i64,
+            serde_json::to_string(&job.request).unwrap(),
+            job.state,
+            message
+        ],
+    )
+    .unwrap();
+}
+
+fn file_holds(path: &Path, needle: &str) -> bool {
+    std::fs::read(path).unwrap().windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn a_restart_with_the_same_key_resumes_pending_jobs_and_plaintext_rows_are_delivered() {
+    let server = TestServer::start(Reply::Hang);
+    let dir = tempfile::tempdir().unwrap();
+    let s = DestinationSettings { concurrency: 2, ..settings() };
+    let first = Arc::new(Recorder::default());
+    let engine = open(dir.path(), config(s.clone()), &first);
+    engine.enqueue((0..10).map(|i| secret_job("f", &server.url, &i.to_string())).collect()).unwrap();
+    wait_for("two requests in flight", || server.in_flight() == 2);
+    drop(engine);
+    assert_eq!(first.count(), 0);
+    // Rows as a version before sealing wrote them, into a queue that is already sealed (a
+    // replay by an older CLI, say): read as they are.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("delivery.sqlite")).unwrap();
+        insert_plaintext_job(&conn, &secret_job("f", &server.url, "old-job"), Some("HTTP 500: earlier"));
+        insert_plaintext_dead_letter(&conn, &secret_job("f", &server.url, "old-dead"), "HTTP 500: earlier");
+    }
+
+    let second = Arc::new(Recorder::default());
+    let engine = open(dir.path(), config(s), &second);
+    assert_eq!(engine.pending(), 11);
+    server.release();
+    wait_for("the 11 jobs", || second.count() == 11);
+    let dead = engine.dead_letters(None).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].state, format!("old-dead {SENTINEL}").into_bytes());
+    assert_eq!(dead[0].error.message, "HTTP 500: earlier");
+    engine.replay(dead[0].id).unwrap();
+    wait_for("the replayed plaintext dead letter", || second.count() == 12);
+    let mut tags = second.tags();
+    tags.sort();
+    let mut expected: Vec<String> = (0..10).map(|i| format!("{i} {SENTINEL}")).collect();
+    expected.extend([format!("old-dead {SENTINEL}"), format!("old-job {SENTINEL}")]);
+    expected.sort();
+    assert_eq!(tags, expected);
+    server_saw_the_secret(&server);
+    wait_for("the queue to empty", || engine.pending() == 0);
+}
+
+#[test]
+fn a_queue_of_an_earlier_version_is_sealed_when_first_opened_then_delivered() {
+    let server = TestServer::start(Reply::status(200, "ok"));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("delivery.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.execute_batch(EARLIER_SCHEMA).unwrap();
+        insert_plaintext_job(&conn, &secret_job("f", &server.url, "pending"), None);
+        insert_plaintext_job(&conn, &secret_job("f", &server.url, "retrying"), Some(&format!("echo {SENTINEL}")));
+        insert_plaintext_dead_letter(&conn, &secret_job("f", &server.url, "dead"), &format!("echo {SENTINEL}"));
+        // Delivered by the earlier version: deleted, their plaintext left in pages now free.
+        for i in 0..40 {
+            let mut delivered = secret_job("f", &server.url, &format!("delivered-earlier-{i}"));
+            delivered.request.body = Some(format!("{}{SENTINEL}", "x".repeat(3000)));
+            insert_plaintext_job(&conn, &delivered, None);
+        }
+        conn.execute("DELETE FROM jobs WHERE state LIKE 'delivered-earlier-%'", []).unwrap();
+        let _: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).unwrap();
+    }
+    assert!(file_holds(&db, SENTINEL) && file_holds(&db, "delivered-earlier"), "the earlier version's file");
+
+    // The first opener (here the CLI's) seals every row and rebuilds the file.
+    let cli = DeadLetters::open(dir.path(), &key()).unwrap();
+    assert_not_on_disk(dir.path(), SENTINEL, "after the first open");
+    assert_not_on_disk(dir.path(), "delivered-earlier", "after the first open");
+    assert_eq!(cli.pending(None).unwrap(), 2);
+    let dead = cli.list(None).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].request, secret_job("f", &server.url, "dead").request);
+    assert_eq!(dead[0].error.message, format!("echo {SENTINEL}"));
+    drop(cli);
+
+    let recorder = Arc::new(Recorder::default());
+    let engine = open(dir.path(), config(settings()), &recorder);
+    engine.replay_all("f").unwrap();
+    wait_for("the three jobs", || recorder.count() == 3);
+    let mut tags = recorder.tags();
+    tags.sort();
+    assert_eq!(tags, [format!("dead {SENTINEL}"), format!("pending {SENTINEL}"), format!("retrying {SENTINEL}")]);
+    server_saw_the_secret(&server);
+    wait_for("the queue to empty", || engine.pending() == 0);
+    drop(engine);
+    checkpoint(dir.path());
+    assert_not_on_disk(dir.path(), SENTINEL, "at the end");
+}
+
+#[test]
+fn a_replaced_key_file_is_refused_naming_both_files_and_the_rows_stay() {
+    use hogpipe_destinations::secret_key::{self, IfMissing, KEY_FILE};
+    let server = TestServer::start(Reply::Hang);
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("destinations");
+    let key = secret_key::load(None, data.path(), IfMissing::Create).unwrap();
+    let mut cfg = config(DestinationSettings { concurrency: 1, ..settings() });
+    cfg.destinations.insert("full".into(), DestinationSettings { max_queued: 0, ..settings() });
+    let recorder = Arc::new(Recorder::default());
+    let engine = Engine::open(&dir, &key, cfg.clone(), recorder.clone()).unwrap();
+    engine.enqueue((0..5).map(|i| secret_job("f", &server.url, &i.to_string())).collect()).unwrap();
+    engine.enqueue(vec![secret_job("full", &server.url, "dead")]).unwrap();
+    wait_for("a request in flight", || server.in_flight() == 1);
+    drop(engine);
+    let count = |table: &str| -> i64 {
+        let conn = rusqlite::Connection::open(dir.join("delivery.sqlite")).unwrap();
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!((count("jobs"), count("dead_letters")), (5, 1));
+
+    // Someone replaces secret.key (here: deletes it; the next start generates another).
+    let key_file = data.path().join(KEY_FILE);
+    let original = std::fs::read(&key_file).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    let other = secret_key::load(None, data.path(), IfMissing::Create).unwrap();
+    assert_ne!(other.as_bytes(), key.as_bytes());
+    let errors = [
+        Engine::open(&dir, &other, cfg.clone(), recorder.clone()).map(|_| ()).unwrap_err(),
+        DeadLetters::open(&dir, &other).map(|_| ()).unwrap_err(),
+    ];
+    for err in errors {
+        assert!(matches!(err, EngineError::WrongKey { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains(&key_file.display().to_string()), "names the key file: {text}");
+        assert!(text.contains(&dir.join("delivery.sqlite").display().to_string()), "names the queue: {text}");
+        assert!(text.contains("does not open the delivery queue"), "{text}");
+    }
+    assert_eq!((count("jobs"), count("dead_letters")), (5, 1), "nothing was dropped or moved");
+    assert_eq!(recorder.count(), 0);
+
+    // With the original key back, everything is there and delivered.
+    std::fs::write(&key_file, original).unwrap();
+    let key = secret_key::load(None, data.path(), IfMissing::Fail).unwrap();
+    let engine = Engine::open(&dir, &key, cfg, recorder.clone()).unwrap();
+    assert_eq!(engine.pending(), 5);
+    server.release();
+    wait_for("the five jobs", || recorder.count() == 5);
+    let dead = engine.dead_letters(None).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].state, format!("dead {SENTINEL}").into_bytes());
+    server_saw_the_secret(&server);
 }

@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use hogpipe_destinations::engine::{DestinationSettings, Engine, EngineConfig, Job};
 use hogpipe_destinations::http::{HttpRequest, HttpResponse, Next, Resume};
+use hogpipe_destinations::secret_key::SecretKey;
 
 /// Options of `hogpipe bench destinations`.
 #[derive(Args, Debug)]
@@ -356,7 +357,8 @@ pub fn run_with(args: DestinationsBenchArgs, resume: Arc<dyn Resume>, make: JobM
         worker_threads: args.threads,
         ..EngineConfig::default()
     };
-    let engine = Engine::open(&dir, config, timed.clone())?;
+    // Sealed as `serve` seals (a key of its own: the queue is thrown away afterwards).
+    let engine = Engine::open(&dir, &SecretKey::generate(), config, timed.clone())?;
     let ids: Vec<String> = (0..args.destinations).map(|d| format!("bench-{d}")).collect();
     let ok_url = servers.ok.clone();
     let spread = |s: usize| (ids[s % ids.len()].clone(), ok_url.clone());

@@ -1,18 +1,25 @@
 //! `hogpipe destinations dead-letters list|show|replay|discard`: the delivery engine's dead letters
 //! in a data dir. Works while `hogpipe serve` runs on the same dir (SQLite serializes the writers;
-//! the running engine notices replayed jobs within its poll interval).
+//! the running engine notices replayed jobs within its poll interval). The queue is sealed with the
+//! key `serve` uses: `[state] secret_key` from the config file, else `<data_dir>/secret.key`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use hogpipe_destinations::engine::{DeadLetter, DeadLetters, DATA_SUBDIR};
+use hogpipe_destinations::engine::{DeadLetter, DeadLetters, EngineError, DATA_SUBDIR, DB_FILE};
+use hogpipe_destinations::secret_key::{self, IfMissing};
+
+use crate::config::Config;
 
 /// Options of `hogpipe destinations dead-letters`.
 #[derive(Args)]
 pub struct DeadLettersArgs {
-    /// Data directory (as given to `hogpipe serve`; default `./hogpipe-data`).
+    /// Configuration file, as given to `hogpipe serve` (its `data_dir` and `[state] secret_key`).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (default: `data_dir` from the config, else `./hogpipe-data`).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -65,8 +72,19 @@ pub fn run(args: DeadLettersArgs) -> ExitCode {
 }
 
 fn execute(args: DeadLettersArgs) -> Result<()> {
-    let data_dir = args.data_dir.unwrap_or_else(|| PathBuf::from("hogpipe-data"));
-    let store = DeadLetters::open(&data_dir.join(DATA_SUBDIR))?;
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let data_dir = args.data_dir.or(config.data_dir.clone()).unwrap_or_else(|| PathBuf::from("hogpipe-data"));
+    let dir = data_dir.join(DATA_SUBDIR);
+    // Before the key: a wrong data dir is "no queue here", and no key file is made for it.
+    if !dir.join(DB_FILE).exists() {
+        return Err(EngineError::Missing(dir.join(DB_FILE)).into());
+    }
+    let key = secret_key::load(config.state.secret_key.as_deref(), &data_dir, IfMissing::Fail)
+        .context("cannot load the key sealing the delivery queue")?;
+    let store = DeadLetters::open(&dir, &key)?;
     match args.command {
         DeadLettersCommand::List { function, json } => {
             let list = store.list(function.as_deref())?;

@@ -23,6 +23,7 @@ use hogpipe_dataflow::sink::{EventSink, FanOut, FanOutInvocations, InvocationSin
 use hogpipe_destinations::deliver::DeliverySink;
 use hogpipe_destinations::engine::{Engine, EngineConfig, DATA_SUBDIR};
 use hogpipe_destinations::invoke::{Invoker, InvokerOptions};
+use hogpipe_destinations::secret_key::{self, IfMissing};
 use hogpipe_warehouse::writer::EventWriter;
 use hogpipe_warehouse::Warehouse;
 
@@ -323,15 +324,18 @@ fn start_dataflow(
         _ => Arc::new(FanOut::new(event_sinks)),
     };
     // Destinations: routed events start invocations; their `fetch` calls go to the delivery
-    // engine (queue and dead letters in <data_dir>/destinations).
+    // engine (queue and dead letters in <data_dir>/destinations, sealed with the key the state
+    // store seals secret inputs with).
     let stats = Arc::new(FunctionStats::default());
     let invoker = Arc::new(Invoker::new(InvokerOptions::default()));
     let watcher = Arc::new(Watcher::new(HealthConfig::default()));
     // The config file's functions plus the ones created through the API.
     let deployment = Arc::new(Deployment::new(registry.clone(), invoker.clone(), Some(watcher.clone()), store.clone()));
     deployment.deploy(functions, destinations(config, base)?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key = secret_key::load(config.state.secret_key.as_deref(), data_dir, IfMissing::Create)
+        .context("cannot load the key sealing the delivery queue")?;
     let engine = Arc::new(
-        Engine::open(&data_dir.join(DATA_SUBDIR), EngineConfig::default(), invoker.clone())
+        Engine::open(&data_dir.join(DATA_SUBDIR), &key, EngineConfig::default(), invoker.clone())
             .context("cannot open the delivery queue")?,
     );
     let df_projects: Vec<DfProject> = projects.iter().map(|p| DfProject { id: p.id, name: p.name.clone() }).collect();

@@ -1,19 +1,17 @@
-//! Secret function inputs at rest: the key (configured, or generated once into
-//! `<data_dir>/secret.key`), and sealing/opening one input with ChaCha20-Poly1305.
+//! Secret function inputs at rest: sealing/opening one input with ChaCha20-Poly1305 under the data
+//! dir's key (configured, or generated once into `<data_dir>/secret.key`), which
+//! [`hogpipe_destinations::secret_key`] loads, as it does for the delivery queue.
 
-use std::io::Write;
 use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use hogpipe_destinations::secret_key::{self, IfMissing};
 use serde_json::{json, Map, Value};
 
 use super::StoreError;
-
-/// The file under the data dir holding the generated key (base64 of 32 bytes).
-pub(super) const KEY_FILE: &str = "secret.key";
 
 const NONCE_LEN: usize = 12;
 
@@ -26,13 +24,9 @@ impl Sealer {
     /// The configured key (base64 of 32 bytes), else the one in `<data_dir>/secret.key`, created
     /// (32 random bytes from the OS, mode 0600) when missing.
     pub(super) fn load(configured: Option<&str>, data_dir: &Path) -> Result<Sealer, StoreError> {
-        let key = match configured {
-            Some(text) => decode_key(text).ok_or_else(|| {
-                StoreError::Unavailable("[state] secret_key must be the base64 of exactly 32 bytes".into())
-            })?,
-            None => key_file(&data_dir.join(KEY_FILE))?,
-        };
-        Ok(Sealer { cipher: ChaCha20Poly1305::new(&key) })
+        let key = secret_key::load(configured, data_dir, IfMissing::Create)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Sealer { cipher: ChaCha20Poly1305::new(Key::from_slice(key.as_bytes())) })
     }
 
     /// `value` sealed for input `key` of function `function_id`: base64 of nonce || ciphertext.
@@ -122,58 +116,6 @@ fn aad(function_id: &str, key: &str) -> Vec<u8> {
     aad
 }
 
-fn decode_key(text: &str) -> Option<Key> {
-    let bytes = BASE64.decode(text.trim()).ok()?;
-    (bytes.len() == 32).then(|| *Key::from_slice(&bytes))
-}
-
-/// Reads the key file, or creates it (mode 0600) with a fresh random key.
-fn key_file(path: &Path) -> Result<Key, StoreError> {
-    let unavailable =
-        |what: &str, e: std::io::Error| StoreError::Unavailable(format!("secret key {}: {what}: {e}", path.display()));
-    match std::fs::read(path) {
-        Ok(bytes) => return parse_key_file(path, &bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(unavailable("reading", e)),
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| unavailable("creating its directory", e))?;
-    }
-    let key = ChaCha20Poly1305::generate_key(&mut OsRng);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    match options.open(path) {
-        Ok(mut file) => {
-            file.write_all(format!("{}\n", BASE64.encode(key)).as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(|e| unavailable("writing", e))?;
-            tracing::info!(path = %path.display(), "generated the key sealing secret function inputs");
-            Ok(key)
-        }
-        // Another process made it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let bytes = std::fs::read(path).map_err(|e| unavailable("reading", e))?;
-            parse_key_file(path, &bytes)
-        }
-        Err(e) => Err(unavailable("creating", e)),
-    }
-}
-
-/// The key file holds the base64 of 32 bytes (or, written by hand, the 32 raw bytes).
-fn parse_key_file(path: &Path, bytes: &[u8]) -> Result<Key, StoreError> {
-    if bytes.len() == 32 {
-        return Ok(*Key::from_slice(bytes));
-    }
-    std::str::from_utf8(bytes).ok().and_then(decode_key).ok_or_else(|| {
-        StoreError::Unavailable(format!("secret key {}: not the base64 of exactly 32 bytes", path.display()))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,7 +132,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(KEY_FILE)).expect("key file").permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(secret_key::KEY_FILE)).expect("key file").permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let again = Sealer::load(None, dir.path()).expect("key again");

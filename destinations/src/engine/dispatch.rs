@@ -15,6 +15,7 @@ use super::config::{DestinationSettings, RateLimit};
 use super::dead_letters::LastError;
 use super::metrics::{Counters, DestinationMetrics};
 use super::retry::{backoff_delay, is_retryable_status, parse_retry_after};
+use super::seal::{Column, Sealer};
 use super::store::Op;
 use super::{lock, now_ms, Shared};
 use crate::http::{HttpRequest, HttpResponse, Next};
@@ -313,9 +314,9 @@ fn finish(shared: &Shared, dest: &Arc<Dest>, mut job: MemJob, response: &HttpRes
     }
     let next = std::panic::catch_unwind(AssertUnwindSafe(|| shared.resume.resume(&job.state, response)));
     match next {
-        Ok(Next::Fetch { request, state }) => match serde_json::to_string(&request) {
-            Ok(json) => {
-                shared.send(Op::FollowUp { id: job.id, request: json, state: state.clone() });
+        Ok(Next::Fetch { request, state }) => match seal_follow_up(&shared.sealer, &request, &state) {
+            Ok((sealed_request, sealed_state)) => {
+                shared.send(Op::FollowUp { id: job.id, request: sealed_request, state: sealed_state });
                 job.request = request;
                 job.state = state;
                 job.attempts = 0;
@@ -349,6 +350,14 @@ fn finish(shared: &Shared, dest: &Arc<Dest>, mut job: MemJob, response: &HttpRes
             )
         }
     }
+}
+
+/// A follow-up's request (encoded) and state, sealed for `jobs` (on this thread, not the store's).
+fn seal_follow_up(sealer: &Sealer, request: &HttpRequest, state: &[u8]) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let json = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    let request = sealer.seal(Column::JobRequest, &json).map_err(|e| e.to_string())?;
+    let state = sealer.seal(Column::JobState, state).map_err(|e| e.to_string())?;
+    Ok((request, state))
 }
 
 /// A failed attempt: schedule a retry, or dead-letter the job when it may not be retried.

@@ -32,16 +32,22 @@
 //! cannot fill the shared queue. `enqueue` answers [`EngineError::Full`] (the caller retries the
 //! whole call later) while more than [`EngineConfig::max_pending`] jobs are pending on disk.
 //!
+//! **Secrecy at rest.** Requests and states hold rendered secret inputs (an `Authorization`
+//! header, the VM's `inputs`): they are sealed with the data dir's key ([`SecretKey`], the one the
+//! state store seals secret inputs with), as are error texts, which may echo them. Every opener
+//! ([`Engine::open`], [`DeadLetters::open`]) takes the key; one that does not open the queue is
+//! refused ([`EngineError::WrongKey`]) and nothing is changed. Rows of earlier versions
+//! (plaintext) are read as they are and sealed the first time the queue is opened (see `seal`).
+//!
 //! **Not promised.** Order: jobs of a destination start in enqueue order, but retries and
-//! concurrency reorder them. Secrecy at rest: requests and states are stored as given (they may
-//! hold rendered secret inputs, e.g. an `Authorization` header), so the data dir must be
-//! protected like the secrets themselves; the CLI masks secret-looking header values.
+//! concurrency reorder them.
 
 mod config;
 mod dead_letters;
 mod dispatch;
 mod metrics;
 pub mod retry;
+mod seal;
 mod store;
 
 use std::collections::HashMap;
@@ -55,9 +61,12 @@ use std::time::Duration;
 pub use config::{DestinationSettings, EngineConfig, RateLimit};
 pub use dead_letters::{DeadLetter, DeadLetters, LastError};
 pub use metrics::DestinationMetrics;
+pub use seal::SealError;
 
 use crate::http::{HttpRequest, Resume};
+use crate::secret_key::SecretKey;
 use dispatch::Dest;
+use seal::{Column, Sealer};
 use store::Op;
 
 /// The SQLite file the engine keeps in its directory (jobs and dead letters).
@@ -118,6 +127,27 @@ pub enum EngineError {
         /// Why.
         source: serde_json::Error,
     },
+    /// A job's request or state could not be sealed.
+    #[error("cannot seal a job for function {function_id}: {source}")]
+    Seal {
+        /// The job's function.
+        function_id: String,
+        /// Why.
+        source: SealError,
+    },
+    /// The key does not open the queue: its rows were sealed with another one. Nothing was read
+    /// or changed.
+    #[error(
+        "the secret key ({key}) does not open the delivery queue {path}: its rows were sealed with another key. \
+         Nothing was changed; they stay on disk until hogpipe runs with the key that sealed them (the original \
+         <data_dir>/secret.key, or [state] secret_key)"
+    )]
+    WrongKey {
+        /// The database file.
+        path: PathBuf,
+        /// Where the key came from ([`SecretKey::origin`]).
+        key: String,
+    },
     /// A stored row could not be read back.
     #[error("delivery store {path}: row {id} of {table} is unreadable: {message}")]
     Corrupt {
@@ -145,6 +175,7 @@ pub enum EngineError {
 pub(crate) struct Shared {
     config: EngineConfig,
     resume: Arc<dyn Resume>,
+    sealer: Sealer,
     client: reqwest::Client,
     handle: tokio::runtime::Handle,
     dests: RwLock<HashMap<Arc<str>, Arc<Dest>>>,
@@ -191,12 +222,19 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens (creating) the queue in `dir` and starts delivering the jobs found there.
-    pub fn open(dir: &Path, config: EngineConfig, resume: Arc<dyn Resume>) -> Result<Engine, EngineError> {
+    /// Opens (creating) the queue in `dir`, sealed with `key`, and starts delivering the jobs
+    /// found there. [`EngineError::WrongKey`] when the queue was sealed with another key.
+    pub fn open(
+        dir: &Path,
+        key: &SecretKey,
+        config: EngineConfig,
+        resume: Arc<dyn Resume>,
+    ) -> Result<Engine, EngineError> {
         std::fs::create_dir_all(dir).map_err(|source| EngineError::CreateDir { path: dir.to_path_buf(), source })?;
         let path = dir.join(DB_FILE);
-        let conn = store::open_writer(&path)?;
-        let admin = DeadLetters::open(dir)?;
+        let sealer = Sealer::new(key);
+        let conn = store::open_writer(&path, key, &sealer)?;
+        let admin = DeadLetters::open(dir, key)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.worker_threads.max(1))
             .thread_name("hogpipe-delivery")
@@ -214,6 +252,7 @@ impl Engine {
         let shared = Arc::new(Shared {
             config,
             resume,
+            sealer,
             client,
             handle: runtime.handle().clone(),
             dests: RwLock::new(HashMap::new()),
@@ -242,11 +281,20 @@ impl Engine {
         if pending > 0 && pending.saturating_add(jobs.len() as u64) > max {
             return Err(EngineError::Full { pending, max });
         }
+        // Encoded and sealed here, on the callers' threads, rather than on the store's one thread.
+        let sealer = &self.shared.sealer;
         let mut items = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let request = serde_json::to_string(&job.request)
+            let request = serde_json::to_vec(&job.request)
                 .map_err(|source| EngineError::Encode { function_id: job.function_id.clone(), source })?;
-            items.push(store::Prepared { job, request });
+            let seal = |column, plaintext: &[u8]| {
+                sealer
+                    .seal(column, plaintext)
+                    .map_err(|source| EngineError::Seal { function_id: job.function_id.clone(), source })
+            };
+            let request = seal(Column::JobRequest, &request)?;
+            let state = seal(Column::JobState, &job.state)?;
+            items.push(store::Prepared { job, request, state });
         }
         let (reply, answer) = mpsc::sync_channel(1);
         self.shared.ops.send(Op::Enqueue { items, reply }).map_err(|_| EngineError::Closed)?;

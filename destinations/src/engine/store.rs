@@ -6,6 +6,8 @@
 //! covers it; a power cut may undo it, which only runs a job again).
 //! It also loads jobs from disk into memory as destinations have room, and notices jobs added by
 //! other processes (a replay from the CLI) through `PRAGMA data_version`.
+//! Requests, states and error texts are sealed (`seal`): new jobs and follow-ups arrive sealed
+//! from the threads that made them; what moves between tables is opened and sealed again here.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -14,20 +16,25 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection};
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::dead_letters::LastError;
 use super::dispatch::{Dest, MemJob};
+use super::seal::{self, Column, Sealer};
 use super::{lock, now_ms, EngineError, Job, Shared};
 use crate::http::HttpRequest;
+use crate::secret_key::SecretKey;
 
 /// Most changes committed in one transaction.
 const MAX_BATCH: usize = 8192;
 
-/// A job ready to be stored: its request already encoded (by the caller's thread).
+/// A job ready to be stored: its request encoded, and request and state sealed for `jobs` (by
+/// the caller's thread).
 pub(crate) struct Prepared {
     pub job: Job,
-    pub request: String,
+    pub request: Vec<u8>,
+    pub state: Vec<u8>,
 }
 
 /// Where a new job went: its destination, and its id in `jobs` (`None`: the destination was over
@@ -46,8 +53,8 @@ pub(crate) enum Op {
     Enqueue { items: Vec<Prepared>, reply: SyncSender<Result<(), EngineError>> },
     /// `resume` returned and asked for nothing more: remove the job.
     Finish { dest: Arc<Dest>, id: i64 },
-    /// `resume` asked for another request: the job continues with it.
-    FollowUp { id: i64, request: String, state: Vec<u8> },
+    /// `resume` asked for another request: the job continues with it (both sealed for `jobs`).
+    FollowUp { id: i64, request: Vec<u8>, state: Vec<u8> },
     /// An attempt failed; the next one is due at `next_at`.
     Retry { id: i64, attempts: u32, next_at: i64, error: String },
     /// The job is out of attempts: move it to the dead letters.
@@ -60,8 +67,16 @@ pub(crate) enum Op {
     Shutdown,
 }
 
-/// Connection settings shared by the store thread and [`super::DeadLetters`].
-pub(crate) fn configure(conn: &Connection, path: &Path) -> Result<(), EngineError> {
+/// Opens a connection for the store thread or [`super::DeadLetters`]: its settings, the tables,
+/// and the key check (which seals the plaintext rows of an earlier version the first time).
+pub(crate) fn prepare(conn: &mut Connection, path: &Path, key: &SecretKey, sealer: &Sealer) -> Result<(), EngineError> {
+    configure(conn, path)?;
+    create_schema(conn, path)?;
+    seal::prepare(conn, path, key, sealer)
+}
+
+/// Connection settings.
+fn configure(conn: &Connection, path: &Path) -> Result<(), EngineError> {
     let err = |source| EngineError::Store { path: path.to_path_buf(), source };
     conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
@@ -77,8 +92,9 @@ pub(crate) fn configure(conn: &Connection, path: &Path) -> Result<(), EngineErro
     Ok(())
 }
 
-/// Creates the tables when missing.
-pub(crate) fn create_schema(conn: &Connection, path: &Path) -> Result<(), EngineError> {
+/// Creates the tables when missing. `request`, `state`, `last_error` and `error_message` hold
+/// sealed BLOBs (earlier versions wrote TEXT in some: their declared types stay as they were).
+fn create_schema(conn: &Connection, path: &Path) -> Result<(), EngineError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS jobs (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -105,17 +121,65 @@ pub(crate) fn create_schema(conn: &Connection, path: &Path) -> Result<(), Engine
             created_at INTEGER NOT NULL,
             failed_at INTEGER NOT NULL
         );
-        CREATE INDEX IF NOT EXISTS dead_letters_by_function ON dead_letters (function_id, id);",
+        CREATE INDEX IF NOT EXISTS dead_letters_by_function ON dead_letters (function_id, id);
+        CREATE TABLE IF NOT EXISTS meta (
+            name TEXT PRIMARY KEY,
+            value BLOB NOT NULL
+        );",
     )
     .map_err(|source| EngineError::Store { path: path.to_path_buf(), source })
 }
 
 /// Opens (creating) the engine's database.
-pub(crate) fn open_writer(path: &Path) -> Result<Connection, EngineError> {
-    let conn = Connection::open(path).map_err(|source| EngineError::Store { path: path.to_path_buf(), source })?;
-    configure(&conn, path)?;
-    create_schema(&conn, path)?;
+pub(crate) fn open_writer(path: &Path, key: &SecretKey, sealer: &Sealer) -> Result<Connection, EngineError> {
+    let mut conn = Connection::open(path).map_err(|source| EngineError::Store { path: path.to_path_buf(), source })?;
+    prepare(&mut conn, path, key, sealer)?;
     Ok(conn)
+}
+
+/// A seal that fails (a value beyond 256 GiB) fails the transaction like any SQLite error.
+fn seal_sql(sealer: &Sealer, column: Column, plaintext: &[u8]) -> rusqlite::Result<Vec<u8>> {
+    sealer.seal(column, plaintext).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// Moves job `id` to the dead letters (its request and state sealed again for that table).
+fn move_to_dead_letters(
+    tx: &Transaction<'_>,
+    sealer: &Sealer,
+    id: i64,
+    attempts: u32,
+    error: &LastError,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let row: Option<(String, i64, Value, Value, i64)> = tx
+        .prepare_cached("SELECT function_id, team_id, request, state, created_at FROM jobs WHERE id = ?1")?
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .optional()?;
+    let Some((function_id, team_id, request, state, created_at)) = row else {
+        return Ok(());
+    };
+    let request = sealer.reseal_or_keep(Column::JobRequest, Column::DeadRequest, request);
+    let state = sealer.reseal_or_keep(Column::JobState, Column::DeadState, state);
+    let message = seal_sql(sealer, Column::DeadError, error.message.as_bytes())?;
+    tx.prepare_cached(
+        "INSERT INTO dead_letters (job_id, function_id, team_id, request, state, attempts,
+            error_status, error_message, created_at, failed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        id,
+        function_id,
+        team_id,
+        request,
+        state,
+        attempts,
+        error.status,
+        message,
+        created_at,
+        now
+    ])?;
+    tx.prepare_cached("DELETE FROM jobs WHERE id = ?1")?.execute(params![id])?;
+    Ok(())
 }
 
 /// The store thread's state.
@@ -243,7 +307,10 @@ impl Writer {
             self.full_sync = full;
         }
         let shared = self.shared.clone();
-        let tx = self.conn.transaction()?;
+        let sealer = &shared.sealer;
+        // IMMEDIATE: a dead letter reads its job before writing, and a transaction that began
+        // by reading cannot wait for another process's writer (a CLI replay) to finish.
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_ms();
         let mut placed = Vec::with_capacity(enqueues.len());
         {
@@ -272,6 +339,15 @@ impl Writer {
                         // Isolation: a destination that cannot keep up does not fill the shared
                         // queue (which would push back on every destination); its excess waits
                         // as dead letters, to be replayed once it recovers.
+                        let reseal = |from, to, value: &[u8]| {
+                            sealer
+                                .reseal(from, to, ValueRef::Blob(value))
+                                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+                        };
+                        let message = format!(
+                            "not queued: {queued} jobs of this destination were already pending (the limit is {cap}); \
+                             replay once it keeps up again"
+                        );
                         tx.prepare_cached(
                             "INSERT INTO dead_letters (job_id, function_id, team_id, request, state, attempts,
                                 error_status, error_message, created_at, failed_at)
@@ -280,12 +356,9 @@ impl Writer {
                         .execute(params![
                             item.job.function_id,
                             item.job.team_id as i64,
-                            item.request,
-                            item.job.state,
-                            format!(
-                                "not queued: {queued} jobs of this destination were already pending (the limit \
-                                 is {cap}); replay once it keeps up again"
-                            ),
+                            reseal(Column::JobRequest, Column::DeadRequest, &item.request)?,
+                            reseal(Column::JobState, Column::DeadState, &item.state)?,
+                            seal_sql(sealer, Column::DeadError, message.as_bytes())?,
                             now
                         ])?;
                         batch.push(Placed { dest, id: None });
@@ -296,7 +369,7 @@ impl Writer {
                         item.job.function_id,
                         item.job.team_id as i64,
                         item.request,
-                        item.job.state,
+                        item.state,
                         now
                     ])?;
                     batch.push(Placed { dest, id: Some(tx.last_insert_rowid()) });
@@ -316,20 +389,14 @@ impl Writer {
                         .execute(params![id, request, state, now])?;
                     }
                     Op::Retry { id, attempts, next_at, error } => {
+                        let error = seal_sql(sealer, Column::JobError, error.as_bytes())?;
                         tx.prepare_cached(
                             "UPDATE jobs SET attempts = ?2, next_at = ?3, last_error = ?4 WHERE id = ?1",
                         )?
                         .execute(params![id, attempts, next_at, error])?;
                     }
                     Op::Dead { id, attempts, error, .. } => {
-                        tx.prepare_cached(
-                            "INSERT INTO dead_letters (job_id, function_id, team_id, request, state, attempts,
-                                error_status, error_message, created_at, failed_at)
-                             SELECT id, function_id, team_id, request, state, ?2, ?3, ?4, created_at, ?5
-                             FROM jobs WHERE id = ?1",
-                        )?
-                        .execute(params![id, attempts, error.status, error.message, now])?;
-                        tx.prepare_cached("DELETE FROM jobs WHERE id = ?1")?.execute(params![id])?;
+                        move_to_dead_letters(&tx, sealer, *id, *attempts, error, now)?;
                     }
                     Op::Enqueue { .. } | Op::Load(_) | Op::Refresh | Op::Shutdown => {}
                 }
@@ -399,13 +466,13 @@ impl Writer {
                  WHERE function_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
             )?;
             let mut query = stmt.query(params![&*dest.id, cursor, room as i64])?;
+            let sealer = &self.shared.sealer;
             while let Some(row) = query.next()? {
                 let id: i64 = row.get(0)?;
-                let request: String = row.get(1)?;
-                let state: Vec<u8> = row.get(2)?;
                 let attempts: i64 = row.get(3)?;
                 let next_at: i64 = row.get(4)?;
-                rows.push((id, request, state, attempts, next_at));
+                let job = open_job(sealer, row.get_ref(1)?, row.get_ref(2)?);
+                rows.push((id, job, attempts, next_at));
             }
         }
         let now = now_ms();
@@ -413,15 +480,15 @@ impl Writer {
         let mut unreadable = Vec::new();
         {
             let mut q = lock(&dest.queue);
-            for (id, request, state, attempts, next_at) in rows {
-                match serde_json::from_str::<HttpRequest>(&request) {
-                    Ok(request) => q.admit(
+            for (id, job, attempts, next_at) in rows {
+                match job {
+                    Ok((request, state)) => q.admit(
                         MemJob { id, request, state, attempts: u32::try_from(attempts).unwrap_or(0), next_at },
                         now,
                     ),
                     Err(e) => {
                         q.cursor = q.cursor.max(id);
-                        unreadable.push((id, attempts, e.to_string()));
+                        unreadable.push((id, attempts, e));
                     }
                 }
             }
@@ -437,7 +504,7 @@ impl Writer {
                     dest: dest.clone(),
                     id,
                     attempts: u32::try_from(attempts).unwrap_or(0),
-                    error: LastError { status: None, message: format!("the stored request is unreadable: {e}") },
+                    error: LastError { status: None, message: format!("the stored job is unreadable: {e}") },
                 })
                 .collect();
             let _ = self.commit(&[], &changes)?;
@@ -492,6 +559,14 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// A stored job's request and state, opened and decoded (what is wrong with them otherwise).
+fn open_job(sealer: &Sealer, request: ValueRef<'_>, state: ValueRef<'_>) -> Result<(HttpRequest, Vec<u8>), String> {
+    let request = sealer.open(Column::JobRequest, request).map_err(|e| format!("request: {e}"))?;
+    let request = serde_json::from_slice(&request).map_err(|e| format!("request: {e}"))?;
+    let state = sealer.open(Column::JobState, state).map_err(|e| format!("state: {e}"))?;
+    Ok((request, state.into_owned()))
 }
 
 /// rusqlite errors are not `Clone`; callers of a failed batch each get an equivalent one.

@@ -18,7 +18,7 @@
 
 mod fetch;
 mod globals;
-mod state;
+pub(crate) mod state;
 
 use std::cell::RefCell;
 use std::collections::HashMap;

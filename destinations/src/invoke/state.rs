@@ -5,7 +5,9 @@
 use hog_lang::vm::VmState;
 use serde::{Deserialize, Serialize};
 
-const MAGIC: &[u8; 4] = b"HPI1";
+/// The first bytes of every state (the delivery queue relies on them to tell plaintext states of
+/// earlier versions from sealed ones: see `engine::seal`).
+pub(crate) const MAGIC: &[u8; 4] = b"HPI1";
 
 /// What an invocation carries besides its VM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
