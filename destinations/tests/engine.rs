@@ -492,7 +492,9 @@ fn enqueue_pushes_back_when_the_disk_queue_is_full() {
 #[test]
 fn reopening_the_engine_loses_nothing_and_keeps_attempt_counts() {
     let hanging = TestServer::start(Reply::Hang);
-    let failing = TestServer::start(Reply::status(500, "broken"));
+    // Retry-After makes the retry wait at least 2 s: the engine is dropped long before it is due
+    // (a bare backoff is full jitter, and a delay near zero would retry before the restart).
+    let failing = TestServer::start(Reply::with_header(500, "retry-after", "2"));
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(DestinationSettings { concurrency: 4, ..settings() });
     cfg.destinations.insert(
