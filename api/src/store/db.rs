@@ -363,7 +363,8 @@ impl Postgres {
                 Ok(out)
             })();
             match result {
-                Err(e) if attempt == 0 && client.is_closed() => {
+                // A terminated backend may say so (57P01) before the socket reads as closed.
+                Err(e) if attempt == 0 && (client.is_closed() || matches!(e, StoreError::Unavailable(_))) => {
                     tracing::warn!(error = %e, "state store: the postgres connection broke; connecting again");
                     *slot = None;
                 }
@@ -377,11 +378,19 @@ impl Postgres {
         if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
             return StoreError::Conflict(self.redact(format!("already exists: {}", pg_message(&e))));
         }
-        if e.is_closed() {
-            return StoreError::Unavailable(self.redact(format!("the postgres connection closed: {e}")));
+        if e.is_closed() || disconnected(&e) {
+            return StoreError::Unavailable(self.redact(format!("the postgres connection closed: {}", pg_message(&e))));
         }
         StoreError::Query(self.redact(pg_message(&e)))
     }
+}
+
+/// The server ended this connection: shut down, restarted, or an administrator terminated the
+/// backend (SQLSTATE class 57P).
+fn disconnected(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    e.code()
+        .is_some_and(|c| [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW].contains(c))
 }
 
 /// The server's own message (with detail) rather than the bare "db error".
