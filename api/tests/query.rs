@@ -24,7 +24,9 @@ const KEY_1: &str = "phx_query_key_one_000000000000000000000000000";
 const KEY_2: &str = "phx_query_key_two_000000000000000000000000000";
 
 fn chdb_library() -> PathBuf {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/install-chdb.sh");
+    let script =
+        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+            .join("../scripts/install-chdb.sh");
     let out = Command::new("bash").arg(script).output().expect("run scripts/install-chdb.sh");
     assert!(out.status.success(), "install-chdb.sh failed: {}", String::from_utf8_lossy(&out.stderr));
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default())

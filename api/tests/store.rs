@@ -26,7 +26,8 @@ const _: fn() = || {
 const URL_VAR: &str = "HOGPIPE_TEST_PG_URL";
 
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/postgres.sh")
+    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("../scripts/postgres.sh")
 }
 
 /// The base URL of the PostgreSQL server every test of this process uses, or None to skip.

@@ -471,7 +471,11 @@ async fn every_encoding_through_http() {
     let form = format!("data={}", percent(&b64(event("form-b64").as_bytes())));
     let r = Request::post("/e").header("content-type", "application/x-www-form-urlencoded").body(Body::from(form));
     ok(&f.send(r.unwrap()).await);
-    let lz = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lz64/batch.lz64")).unwrap();
+    let lz = std::fs::read_to_string(
+        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/lz64/batch.lz64"),
+    )
+    .unwrap();
     let form = format!("data={}&compression=lz64", percent(lz.trim()));
     let r = Request::post("/batch").header("content-type", "application/x-www-form-urlencoded").body(Body::from(form));
     let lz_answer = f.send(r.unwrap()).await;

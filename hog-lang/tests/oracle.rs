@@ -7,11 +7,12 @@
 
 use hog_lang::{compile, CompileOptions};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn oracle_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle")
+    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("tests/oracle")
 }
 
 fn oracle_available() -> Result<(), String> {
@@ -26,8 +27,11 @@ fn oracle_available() -> Result<(), String> {
 }
 
 fn differences() -> HashMap<String, String> {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle_differences.txt"))
-        .expect("oracle_differences.txt exists");
+    let text = std::fs::read_to_string(
+        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+            .join("tests/oracle_differences.txt"),
+    )
+    .expect("oracle_differences.txt exists");
     text.lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .filter_map(|l| l.split_once(':').map(|(a, b)| (a.trim().to_string(), b.trim().to_string())))
@@ -43,7 +47,9 @@ fn corpus_matches_posthog_vm() {
         eprintln!("\n*** SKIPPING the PostHog VM oracle: {why} ***\n");
         return;
     }
-    let cases_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
+    let cases_dir =
+        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+            .join("tests/cases");
     let tmp = std::env::temp_dir().join(format!("hog-oracle-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).expect("temp dir");
     let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();

@@ -210,7 +210,8 @@ fn bad_states_are_errors_not_panics() {
 /// suspensions: the state carries everything a real program can have live between statements.
 #[test]
 fn every_corpus_program_survives_serialization_between_statements() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
+    let dir = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("tests/cases");
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
         .expect("corpus")
         .map(|e| e.expect("entry").path())

@@ -17,7 +17,8 @@ use super::{event, events, refs};
 const URL_VAR: &str = "HOGPIPE_TEST_PG_URL";
 
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/postgres.sh")
+    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("../scripts/postgres.sh")
 }
 
 /// A server for one test.

@@ -26,7 +26,7 @@ pub const HANG: Duration = Duration::from_secs(120);
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// A directory under the system temp dir, removed when dropped (kept when `HOGPIPE_KEEP_TEST_DATA`
