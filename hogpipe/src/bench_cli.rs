@@ -32,7 +32,7 @@ pub enum BenchCommand {
     /// Events/s from the log through three Hog transformations and a filter to a null sink.
     Pipeline(crate::bench_pipeline::PipelineBenchArgs),
     /// Rows/s into the warehouse (chDB, and a ClickHouse server with --server), and the delay
-    /// from the log to a query seeing the event.
+    /// from the log to a query seeing the event and to a live aggregate counting it.
     Warehouse(crate::bench_warehouse::WarehouseBenchArgs),
     /// Deliveries/s, added latency and memory of the delivery engine against a loopback server.
     Destinations(crate::bench_destinations::DestinationsBenchArgs),
