@@ -4,6 +4,8 @@
 //! match, no escapes to undo), and writing it costs us less (the properties JSON is copied as is,
 //! not escaped into a JSON string).
 
+use chrono::Datelike;
+
 /// Appends a `String`.
 pub fn put_str(out: &mut Vec<u8>, s: &str) {
     let mut n = s.len() as u64;
@@ -74,8 +76,9 @@ fn fast_micros(s: &[u8]) -> Option<i64> {
         return None;
     }
     let (year, month, day) = (digits(&s[0..4])?, digits(&s[5..7])?, digits(&s[8..10])?);
+    // `from_ymd_opt` below checks the month and the day in the month.
     let (hour, minute, second) = (digits(&s[11..13])?, digits(&s[14..16])?, digits(&s[17..19])?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+    if hour > 23 || minute > 59 || second > 59 {
         return None;
     }
     let mut rest = &s[19..];
@@ -95,28 +98,13 @@ fn fast_micros(s: &[u8]) -> Option<i64> {
     if !matches!(rest, [b'Z' | b'z']) {
         return None;
     }
-    // Days from the civil date (proleptic Gregorian), as in Howard Hinnant's algorithm.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    if day > days_in_month(year, month) {
-        return None;
-    }
+    let date = chrono::NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month as u32, day as u32)?;
+    let days = i64::from(date.num_days_from_ce()) - DAYS_BEFORE_EPOCH;
     Some(((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000 + fraction)
 }
 
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
+/// `num_days_from_ce` of 1970-01-01.
+const DAYS_BEFORE_EPOCH: i64 = 719_163;
 
 #[cfg(test)]
 mod tests {
