@@ -397,7 +397,11 @@ fn retry_or_dead(
 }
 
 fn dead(shared: &Shared, dest: &Arc<Dest>, job: MemJob, error: LastError) -> After {
-    tracing::warn!(function_id = %dest.id, job = job.id, attempts = job.attempts, url = %job.request.url, %error, "delivery failed; moved to the dead letters");
+    // Query strings and user info often carry API keys: the log shows the URL without them (the
+    // sealed dead letter keeps the whole request).
+    let url = loggable_url(&job.request.url);
+    let message = error.to_string().replace(&job.request.url, &url);
+    tracing::warn!(function_id = %dest.id, job = job.id, attempts = job.attempts, %url, error = %message, "delivery failed; moved to the dead letters");
     dest.counters.dead_lettered.fetch_add(1, Relaxed);
     shared.send(Op::Dead { dest: dest.clone(), id: job.id, attempts: job.attempts, error });
     After::Remove
@@ -486,4 +490,30 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
         source = s.source();
     }
     text
+}
+
+/// `url` without user info, query and fragment: what a log line may show.
+fn loggable_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => url.split(['?', '#']).next().unwrap_or_default().rsplit('@').next().unwrap_or_default().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::loggable_url;
+
+    #[test]
+    fn logged_urls_lose_keys() {
+        assert_eq!(loggable_url("https://u:pw@api.example.com/v1/x?api_key=SECRET#f"), "https://api.example.com/v1/x");
+        assert_eq!(loggable_url("https://api.example.com/track"), "https://api.example.com/track");
+        assert_eq!(loggable_url("not a url?key=SECRET"), "not a url");
+    }
 }
