@@ -393,6 +393,14 @@ mod tests {
         );
         let err = Config::parse("[query]\nmax_rows = 10\n", "x.toml").unwrap_err();
         assert!(format!("{err:#}").contains("max_rows"), "{err:#}");
+        for (text, message) in [
+            ("default_limit = 0", "query.default_limit must be at least 1"),
+            ("max_execution_time_secs = 0", "query.max_execution_time_secs must be between 1 and 3600"),
+            ("max_execution_time_secs = 3601", "query.max_execution_time_secs must be between 1 and 3600"),
+        ] {
+            let err = Config::parse(&format!("[query]\n{text}\n"), "x.toml").unwrap_err();
+            assert!(format!("{err:#}").contains(message), "{text}: {err:#}");
+        }
     }
 
     #[test]

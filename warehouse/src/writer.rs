@@ -1,10 +1,11 @@
 //! The batched warehouse writer: the dataflow's event sink for `events`.
 //!
 //! `write` encodes events into a shared buffer (`RowBinary` on modern ClickHouse such as chDB,
-//! `JSONEachRow` on old servers) and inserts once it holds `max_rows`; `flush` (called by the dataflow before every commit of the read positions, at
-//! least every 200 ms) inserts whatever is buffered. So rows are written in large inserts, and a
-//! log position is committed only after its events are stored. A failed insert keeps its rows for
-//! the next attempt; a slow ClickHouse blocks `write` and so pushes back on the dataflow.
+//! `JSONEachRow` on old servers) and inserts once it holds `max_rows`; `flush` (called by the
+//! dataflow before every commit of the read positions, at least every 200 ms) inserts whatever is
+//! buffered. So rows are written in large inserts, and a log position is committed only after its
+//! events are stored. A failed insert keeps its rows for the next attempt; a slow ClickHouse
+//! blocks `write` and so pushes back on the dataflow.
 
 use std::sync::{Arc, Mutex};
 
@@ -307,5 +308,29 @@ impl EventSink for EventWriter {
 
     fn flush(&self) -> Result<(), SinkError> {
         self.insert_buffered()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Buffer;
+
+    fn buffer(data: &[u8], cuts: &[usize]) -> Buffer {
+        Buffer { data: data.to_vec(), rows: cuts.len().max(1), cuts: cuts.to_vec(), ..Buffer::default() }
+    }
+
+    #[test]
+    fn rows_of_a_failed_insert_go_first_with_their_cuts_kept_at_row_ends() {
+        // Rows written after the failure: "ccc|dd", a cut after "ccc".
+        let mut now = buffer(b"cccdd", &[3]);
+        // The failed insert: "aa|b", a cut after "aa".
+        now.prepend(buffer(b"aab", &[2]));
+        assert_eq!(now.data, b"aabcccdd");
+        // Its own cut, the boundary between the two, and the later cut shifted by 3.
+        assert_eq!(now.cuts, [2, 3, 6]);
+
+        let mut only_new = buffer(b"xy", &[1]);
+        only_new.prepend(Buffer::default());
+        assert_eq!((only_new.data.as_slice(), only_new.cuts.as_slice()), (&b"xy"[..], &[1][..]));
     }
 }

@@ -609,12 +609,14 @@ fn funnels_on_chdb_agree_with_window_funnel_on_random_events() {
         &[(Some("a"), Some("x")), (Some("a"), Some("y")), (Some("b"), None)],
         &[(Some("a"), None), (Some("b"), None), (Some("c"), None), (Some("d"), None)],
     ];
-    for steps in cases {
+    // Two days, and 27 years: with four steps the long range packs entries into 64 bits.
+    let ranges = [("2026-11-19", "2026-11-21"), ("2000-01-01", "2026-11-21")];
+    for (steps, (from, to)) in cases.iter().flat_map(|c| ranges.iter().map(move |r| (c, r))) {
         let query = json!({
             "kind": "FunnelsQuery",
             "series": steps.iter().map(|(e, p)| step(*e, *p)).collect::<Vec<_>>(),
             "funnelsFilter": {"funnelWindowInterval": 15, "funnelWindowIntervalUnit": "minute"},
-            "dateRange": {"date_from": "2026-11-19", "date_to": "2026-11-21"},
+            "dateRange": {"date_from": from, "date_to": to},
         });
         let got = counts(&run(&w, team, query.clone())["results"]);
 

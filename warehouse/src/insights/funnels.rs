@@ -4,9 +4,9 @@
 //! The furthest step per person follows ClickHouse's `windowFunnel` (whole seconds; a step counts
 //! when it comes at or after the previous step and at most the window after the step 1 that
 //! started its chain; the latest start is kept). On old servers (18.16) `windowFunnel` itself
-//! computes it. On modern ones (chDB) the same rule runs on arrays, which is ~30 % faster:
+//! computes it. On modern ones (chDB) the same rule runs on arrays, 20–30 % faster there:
 //! each person's matching events are packed as `seconds since the range start << bits | step`
-//! into one sorted array, and for each step an `arrayFill` carries forward the start of the
+//! (UInt32 when it fits) into one sorted array, and for each step an `arrayFill` carries forward the start of the
 //! latest valid chain (see [`modern_level`]).
 //!
 //! Funnels read `events` without `FINAL`: a re-delivered event repeats a (person, second, step)
@@ -255,10 +255,12 @@ fn modern_level(steps: &[String], series: &[super::EventsNode], window: u64, fro
     let n = steps.len();
     let bits = usize::BITS - n.leading_zeros();
     let radix = 1u64 << bits;
-    // Seconds since `from` plus one (0 means "no chain"), shifted; 32 bits when they fit.
+    // Seconds since `from` plus one (0 means "no chain"), shifted. Entries are UInt32 when the
+    // range allows (the whole entry is converted: ClickHouse widens `UInt32 * UInt8` to UInt64),
+    // which measured ~8 % faster than UInt64 on the 3-step benchmark funnel.
     let wide = (span + 2).checked_mul(radix).is_none_or(|max| max > u64::from(u32::MAX));
     let int = if wide { "toUInt64" } else { "toUInt32" };
-    let offset = format!("{int}(toUInt32(toDateTime(timestamp)) - {from} + 1) * {radix}");
+    let offset = format!("toUInt64(toUInt32(toDateTime(timestamp)) - {from} + 1) * {radix}");
     let mut names: Vec<&str> = series.iter().filter_map(|s| s.event.as_deref()).collect();
     names.sort_unstable();
     names.dedup();
@@ -266,10 +268,10 @@ fn modern_level(steps: &[String], series: &[super::EventsNode], window: u64, fro
     let entries = if exclusive {
         let mut arms: Vec<String> = steps[..n - 1].iter().enumerate().map(|(i, c)| format!("{c}, {}", i + 1)).collect();
         arms.push(n.to_string());
-        format!("groupArray({offset} + multiIf({}))", arms.join(", "))
+        format!("groupArray({int}({offset} + multiIf({})))", arms.join(", "))
     } else {
         let each: Vec<String> =
-            steps.iter().enumerate().map(|(i, c)| format!("if({c}, {offset} + {}, {int}(0))", i + 1)).collect();
+            steps.iter().enumerate().map(|(i, c)| format!("if({c}, {int}({offset} + {}), {int}(0))", i + 1)).collect();
         format!("groupArrayArray(arrayFilter(x -> x != 0, [{}]))", each.join(", "))
     };
     // Each array is named where it is first built (ClickHouse aliases are query-wide) and then
@@ -294,4 +296,24 @@ fn modern_level(steps: &[String], series: &[super::EventsNode], window: u64, fro
     // The furthest step first; the aliases are defined in `reached` order, which ClickHouse allows.
     let arms: Vec<String> = reached.iter().enumerate().rev().map(|(i, r)| format!("{r}, {}", i + 1)).collect();
     format!("multiIf({}, 0)", arms.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::modern_level;
+
+    #[test]
+    fn entries_are_32_bits_while_the_range_fits_and_64_beyond() {
+        let node = |e: &str| serde_json::from_value(serde_json::json!({"kind": "EventsNode", "event": e})).unwrap();
+        let series = [node("a"), node("b"), node("c"), node("d")];
+        let steps: Vec<String> = ["a", "b", "c", "d"].iter().map(|e| format!("event = '{e}'")).collect();
+        // Four steps: 3 bits per entry, so 2^29 seconds (17 years) fit in 32 bits.
+        let month = modern_level(&steps, &series, 60, 0, 30 * 86_400);
+        assert!(month.contains("groupArray(toUInt32(") && !month.contains("groupArray(toUInt64("), "{month}");
+        let decades = modern_level(&steps, &series, 60, 0, 30 * 365 * 86_400);
+        assert!(decades.contains("groupArray(toUInt64("), "{decades}");
+        // Steps sharing an event make one entry per matching step, in the same width.
+        let shared = modern_level(&steps[..2], &[node("a"), node("a")], 60, 0, 30 * 86_400);
+        assert!(shared.contains("groupArrayArray(") && shared.contains("toUInt32(0)"), "{shared}");
+    }
 }
