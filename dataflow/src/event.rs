@@ -172,6 +172,17 @@ impl HogEvent {
         Ok(HogEvent { team_id, ip: captured.ip.clone(), value })
     }
 
+    /// A field of the event dict, shared (a string field when the event has none).
+    pub fn field(&self, key: &str) -> Value {
+        match &self.value {
+            Value::Dict(d) => match d.borrow().get(KeyRef::Str(key)) {
+                Some(v @ Value::Str(_)) => v.clone(),
+                _ => Value::from(""),
+            },
+            _ => Value::from(""),
+        }
+    }
+
     /// A field of the event dict as text.
     pub fn text(&self, key: &str) -> String {
         match &self.value {
@@ -222,58 +233,5 @@ impl HogEvent {
             elements_chain: take(&mut json, "elements_chain"),
             ip: self.ip.clone(),
         }
-    }
-}
-
-/// Deepest nesting copied by [`deep_copy`]; deeper values are shared, not copied.
-const MAX_COPY_DEPTH: usize = 100;
-
-/// A copy of `value` sharing nothing mutable with it (arrays and dicts are copied), so a function
-/// that fails half-way leaves the original untouched.
-pub fn deep_copy(value: &Value) -> Value {
-    copy_at(value, 0)
-}
-
-fn copy_at(value: &Value, depth: usize) -> Value {
-    if depth > MAX_COPY_DEPTH {
-        return value.clone();
-    }
-    match value {
-        Value::Array(items) => Value::array(items.borrow().iter().map(|v| copy_at(v, depth + 1)).collect()),
-        Value::Tuple(items) => Value::tuple(items.borrow().iter().map(|v| copy_at(v, depth + 1)).collect()),
-        Value::Dict(d) => Value::dict(d.borrow().map_values(|v| copy_at(v, depth + 1))),
-        other => other.clone(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deep_copy_shares_nothing_mutable() {
-        let inner = Value::array(vec![Value::from(1i64)]);
-        let big: Vec<(String, Value)> = (0..20).map(|i| (format!("k{i}"), Value::from(i as i64))).collect();
-        let mut large = Dict::default();
-        for (k, v) in &big {
-            large.insert(Key::str(k), v.clone());
-        }
-        let original =
-            Value::dict_from([("list", inner.clone()), ("large", Value::dict(large)), ("s", Value::from("x"))]);
-        let copy = deep_copy(&original);
-        assert_eq!(to_json(&copy), to_json(&original));
-        let Value::Dict(c) = &copy else { panic!() };
-        if let Some(Value::Array(a)) = c.borrow().get(KeyRef::Str("list")) {
-            a.borrow_mut().push(Value::from(2i64));
-        }
-        if let Some(Value::Dict(d)) = c.borrow().get(KeyRef::Str("large")) {
-            d.borrow_mut().insert(Key::str("k0"), Value::from("changed"));
-        }
-        assert_eq!(to_json(&original)["list"], serde_json::json!([1]));
-        assert_eq!(to_json(&original)["large"]["k0"], serde_json::json!(0));
-        assert_eq!(to_json(&copy)["large"]["k0"], serde_json::json!("changed"));
-        let keys: Vec<String> = to_json(&copy)["large"].as_object().unwrap().keys().cloned().collect();
-        assert_eq!(keys.len(), 20);
-        assert_eq!(keys[0], "k0", "order kept");
     }
 }

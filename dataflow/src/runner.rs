@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hog_lang::bytecode::decode_json_text;
-use hog_lang::value::from_json;
+use hog_lang::value::{from_json, KeyRef};
 use hog_lang::vm::Limits;
 use hog_lang::{Chunk, Host, Outcome, Value, Vm};
 use serde_json::Value as Json;
 
 use hogpipe_capture::event::CapturedEvent;
 
-use crate::event::{deep_copy, Event, HogEvent, Project};
+use crate::event::{Event, HogEvent, Project};
 use crate::functions::{FunctionCounters, FunctionKind, FunctionSet, FunctionSpec, LogLine, SharedStats};
 use crate::health::{Usage, Watcher};
 
@@ -28,7 +28,41 @@ struct Compiled {
     filter: Option<Rc<Chunk>>,
     /// Why it cannot run (bad bytecode), reported on each invocation.
     broken: Option<String>,
-    inputs: Value,
+    inputs: serde_json::Map<String, Json>,
+    /// Its globals, built at first use and reused (see [`Globals`]).
+    globals: Option<Globals>,
+}
+
+/// A function's globals dict, kept between invocations: only the event changes. The other
+/// containers in it (`project`, `inputs`, …) are rebuilt when a run changed one of them, which
+/// the VM's journal tells, so no invocation sees what an earlier one did to them.
+struct Globals {
+    dict: Value,
+    /// The containers a program could change.
+    parts: Vec<Value>,
+}
+
+impl Globals {
+    fn new(entries: Vec<(&str, Value)>) -> Globals {
+        let parts =
+            entries.iter().filter(|(_, v)| matches!(v, Value::Dict(_) | Value::Array(_))).map(|(_, v)| v.clone());
+        let parts = parts.collect();
+        Globals { dict: Value::dict_from(entries), parts }
+    }
+
+    /// Replaces the value of one of the keys it was built with.
+    fn set(&self, key: &str, value: Value) {
+        if let Value::Dict(d) = &self.dict {
+            if let Some(slot) = d.borrow_mut().get_mut(KeyRef::Str(key)) {
+                *slot = value;
+            }
+        }
+    }
+
+    /// Whether the run that just ended changed one of the kept containers.
+    fn spoiled(&self, vm: &Vm) -> bool {
+        self.parts.iter().any(|p| vm.changed_in_journal(p))
+    }
 }
 
 /// Collects printed lines of one invocation, up to a cap.
@@ -129,13 +163,8 @@ impl Runner {
                 },
                 None => None,
             };
-            let compiled = Compiled {
-                id: spec.id.clone(),
-                chunk,
-                filter,
-                broken,
-                inputs: from_json(&Json::Object(spec.inputs.clone())),
-            };
+            let compiled =
+                Compiled { id: spec.id.clone(), chunk, filter, broken, inputs: spec.inputs.clone(), globals: None };
             let target = match spec.kind {
                 FunctionKind::Transformation => &mut self.transformations,
                 FunctionKind::Destination => &mut self.destinations,
@@ -145,37 +174,53 @@ impl Runner {
         self.version = set.version;
     }
 
-    fn project_value(&self, team_id: u64) -> Value {
+    /// The globals of a transformation (all but `event`, set per invocation). The event itself
+    /// is shared, not copied: the run is journaled (`Vm::begin_journal`) and a failed run's
+    /// changes are undone.
+    fn transformation_globals(&self, team_id: u64, f: &Compiled) -> Globals {
         let name = self.projects.get(&team_id).map_or("", |p| p.name.as_str());
-        Value::dict_from([
+        let project = Value::dict_from([
             ("id", Value::from(team_id as i64)),
             ("name", Value::from(name)),
             ("url", Value::from(format!("/project/{team_id}"))),
-        ])
-    }
-
-    fn globals(&self, event: &HogEvent, f: &Compiled) -> Value {
-        Value::dict_from([
-            ("event", deep_copy(&event.value)),
+        ]);
+        Globals::new(vec![
+            ("event", Value::Null),
             ("person", Value::Null),
             ("groups", Value::dict_from([])),
-            ("project", self.project_value(event.team_id)),
+            ("project", project),
             ("source", Value::dict_from([("name", Value::from(f.id.as_str())), ("url", Value::from(""))])),
-            ("inputs", f.inputs.clone()),
+            ("inputs", from_json(&Json::Object(f.inputs.clone()))),
         ])
     }
 
-    fn filter_globals(event: &HogEvent) -> Value {
-        let field = |k: &str| Value::from(event.text(k));
-        Value::dict_from([
-            ("event", field("event")),
-            ("uuid", field("uuid")),
-            ("distinct_id", field("distinct_id")),
-            ("timestamp", field("timestamp")),
-            ("elements_chain", field("elements_chain")),
-            ("properties", event.properties()),
-            ("person", Value::dict_from([("properties", Value::dict_from([]))])),
-        ])
+    /// The globals of a filter: the event's fields, set per invocation, and an empty person.
+    fn filter_globals() -> Globals {
+        let person_properties = Value::dict_from([]);
+        let mut g = Globals::new(vec![
+            ("event", Value::Null),
+            ("uuid", Value::Null),
+            ("distinct_id", Value::Null),
+            ("timestamp", Value::Null),
+            ("elements_chain", Value::Null),
+            ("properties", Value::Null),
+            ("person", Value::dict_from([("properties", person_properties.clone())])),
+        ]);
+        g.parts.push(person_properties);
+        g
+    }
+
+    fn clear_filter_event(g: &Globals) {
+        for key in ["event", "uuid", "distinct_id", "timestamp", "elements_chain", "properties"] {
+            g.set(key, Value::Null);
+        }
+    }
+
+    fn set_filter_event(g: &Globals, event: &HogEvent) {
+        for key in ["event", "uuid", "distinct_id", "timestamp", "elements_chain"] {
+            g.set(key, event.field(key));
+        }
+        g.set("properties", event.properties());
     }
 
     /// Runs `chunk` with `globals`; `Err` carries the message for the function's log.
@@ -232,8 +277,8 @@ impl Runner {
                 return None;
             }
         };
-        if let Some(chain) = self.transformations.remove(&team) {
-            let kept = self.transform(&chain, &mut event);
+        if let Some(mut chain) = self.transformations.remove(&team) {
+            let kept = self.transform(&mut chain, &mut event);
             self.transformations.insert(team, chain);
             if !kept {
                 return None;
@@ -244,7 +289,7 @@ impl Runner {
     }
 
     /// Returns false when a transformation dropped the event.
-    fn transform(&mut self, chain: &[Compiled], event: &mut HogEvent) -> bool {
+    fn transform(&mut self, chain: &mut [Compiled], event: &mut HogEvent) -> bool {
         for f in chain {
             if self.disabled.contains(&f.id) {
                 continue;
@@ -252,7 +297,14 @@ impl Runner {
             let started = Instant::now();
             let outcome = match (&f.chunk, &f.broken) {
                 (Some(chunk), _) => {
-                    let globals = self.globals(event, f);
+                    if f.globals.is_none() {
+                        f.globals = Some(self.transformation_globals(event.team_id, f));
+                    }
+                    let globals = f.globals.as_ref().map_or(Value::Null, |g| {
+                        g.set("event", event.value.clone());
+                        g.dict.clone()
+                    });
+                    self.vm.begin_journal();
                     self.invoke(chunk, globals)
                 }
                 (None, broken) => Err(broken.clone().unwrap_or_else(|| "no bytecode".into())),
@@ -262,6 +314,14 @@ impl Runner {
                 Ok(v) => event.set_result(v).map(|()| true).map_err(|e| e.to_string()),
                 Err(e) => Err(e),
             };
+            // A failed transformation leaves the event as it was before it ran.
+            self.vm.end_journal(outcome.is_ok());
+            if let Some(g) = &f.globals {
+                g.set("event", Value::Null);
+                if g.spoiled(&self.vm) {
+                    f.globals = None;
+                }
+            }
             let c = self.account(&f.id, started.elapsed(), outcome.is_err());
             match outcome {
                 Ok(kept) => {
@@ -285,16 +345,29 @@ impl Runner {
 
     /// The enabled destinations of the event's project whose filter matches it.
     fn route(&mut self, event: &HogEvent) -> Vec<String> {
-        let Some(destinations) = self.destinations.remove(&event.team_id) else { return Vec::new() };
+        let Some(mut destinations) = self.destinations.remove(&event.team_id) else { return Vec::new() };
         let mut matched = Vec::new();
-        for d in &destinations {
+        for d in &mut destinations {
             if self.disabled.contains(&d.id) {
                 continue;
             }
             let started = Instant::now();
             let outcome = match (&d.filter, &d.broken) {
                 (_, Some(broken)) => Err(broken.clone()),
-                (Some(filter), None) => self.invoke(filter, Self::filter_globals(event)).map(|v| v.truthy()),
+                (Some(filter), None) => {
+                    let g = d.globals.get_or_insert_with(Self::filter_globals);
+                    Self::set_filter_event(g, event);
+                    let globals = g.dict.clone();
+                    // Filters share the event's properties; whatever one changes is undone.
+                    self.vm.begin_journal();
+                    let matched = self.invoke(filter, globals).map(|v| v.truthy());
+                    self.vm.end_journal(false);
+                    Self::clear_filter_event(g);
+                    if g.spoiled(&self.vm) {
+                        d.globals = None;
+                    }
+                    matched
+                }
                 (None, None) => Ok(true),
             };
             let c = self.account(&d.id, started.elapsed(), outcome.is_err());

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 const TOKEN: &str = "phc_one";
 const TOKEN2: &str = "phc_two";
+const TOKEN3: &str = "phc_three";
 
 fn bytecode(source: &str) -> Value {
     compile(source, &CompileOptions { globals: None, ..Default::default() }).unwrap().to_json()
@@ -100,6 +101,7 @@ impl Fixture {
         let projects = HashMap::from([
             (TOKEN.to_string(), Project { id: 1, name: "One".into() }),
             (TOKEN2.to_string(), Project { id: 2, name: "Two".into() }),
+            (TOKEN3.to_string(), Project { id: 3, name: "Three".into() }),
         ]);
         Pipeline {
             log: self.wal.clone(),
@@ -268,6 +270,68 @@ fn failing_functions_are_isolated() {
     let marks = f.stats.logs("marks");
     assert_eq!(marks.len(), 3);
     assert!(marks.iter().all(|l| l.level == "info" && l.message.starts_with("seen ")), "{marks:?}");
+}
+
+/// Transformations get the event itself, not a copy: a run that fails after changing it at every
+/// depth (top level, properties, a nested dict and array, new keys, an array grown past its end)
+/// must leave no trace, and neither may a destination filter that changes the event.
+#[test]
+fn a_failed_transformation_or_a_filter_leaves_no_trace() {
+    let vandal = "let e := event\ne.event := 'renamed'\ne.properties.i := -1\ne.properties.added := 'x'\n\
+                  e.properties.nested.list[1] := 99\ne.properties.nested.list[5] := 1\n\
+                  e.properties.nested.inner.k := 'changed'\ne.properties.nested.inner.new := 1\n\
+                  let fresh := {'a': [1]}\ne.properties.fresh := fresh\nfresh.a[1] := 2\n\
+                  throw Error('after the damage')";
+    let functions = vec![
+        function("first", 3, FunctionKind::Transformation, 1, "let e := event\ne.properties.first := true\nreturn e"),
+        function("vandal", 3, FunctionKind::Transformation, 2, vandal),
+        function(
+            "after",
+            3,
+            FunctionKind::Transformation,
+            3,
+            "let e := event\ne.properties.seen := [event.event, event.properties.i, event.properties.added]\nreturn e",
+        ),
+        // Succeeds after changing its own globals: the next invocation must not see that.
+        function(
+            "globals",
+            3,
+            FunctionKind::Transformation,
+            4,
+            "let p := project\nlet s := source\nlet e := event\n\
+             e.properties.saw := [p.name, s.name, length(keys(groups))]\n\
+             p.name := 'changed'\ns.name := 'changed'\nlet g := groups\ng.x := 1\nreturn e",
+        ),
+        FunctionSpec {
+            filter: Some(bytecode("let p := properties\np.filtered := true\nreturn true")),
+            ..function("dest", 3, FunctionKind::Destination, 0, "return null")
+        },
+    ];
+    let f = Fixture::new(functions);
+    let sent: Vec<Value> = (0..20)
+        .map(|i| {
+            json!({"event": "e", "distinct_id": "d", "properties": {"i": i,
+                "nested": {"list": [1, 2, 3], "inner": {"k": "v"}}}})
+        })
+        .collect();
+    f.capture(TOKEN3, sent);
+    assert_eq!(f.run(2).read, 20);
+    let events = f.events();
+    assert_eq!(events.len(), 20);
+    for e in &events {
+        let i = e.properties["i"].clone();
+        assert_eq!(e.event, "e");
+        assert_eq!(e.properties["first"], json!(true), "the run before the failure kept its change");
+        assert_eq!(e.properties["seen"], json!(["e", i, null]), "the next run saw the event as it was");
+        assert_eq!(e.properties["nested"], json!({"list": [1, 2, 3], "inner": {"k": "v"}}));
+        assert_eq!(e.properties["saw"], json!(["Three", "globals", 0]), "globals as new");
+        for key in ["added", "fresh", "filtered"] {
+            assert!(!e.properties.contains_key(key), "{key} left behind: {:?}", e.properties);
+        }
+    }
+    assert_eq!(f.stats.counters("vandal").failed, 20);
+    assert_eq!(f.invocations().len(), 20, "the filter matched every event");
+    assert!(f.invocations().iter().all(|(_, e)| !e.properties.contains_key("filtered")));
 }
 
 #[test]

@@ -79,6 +79,16 @@ impl Dict {
         }
     }
 
+    /// The value of a key, to change in place.
+    #[inline]
+    pub fn get_mut<'k>(&mut self, key: impl Into<KeyRef<'k>>) -> Option<&mut Value> {
+        let key = key.into();
+        match self {
+            Dict::Small(v) => v.iter_mut().find(|(k, _)| key_eq(k, key)).map(|(_, v)| v),
+            Dict::Large(m) => m.get_mut(&key),
+        }
+    }
+
     /// Whether the key is present.
     pub fn contains_key<'k>(&self, key: impl Into<KeyRef<'k>>) -> bool {
         self.get(key).is_some()

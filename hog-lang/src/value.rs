@@ -5,7 +5,7 @@
 //! A `Value` is 16 bytes and cheap to clone (a tag plus a number or one reference count).
 
 use crate::vm::{Callable, Closure};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::rc::Rc;
 
@@ -192,54 +192,113 @@ pub struct DateTimeValue {
     pub zone: Text,
 }
 
+thread_local! {
+    /// The current journal epoch of this thread (see [`Vm::begin_journal`](crate::vm::Vm)):
+    /// containers record it when created, so a journaled run tells the containers that existed
+    /// before it (older epoch) from those it built itself.
+    static EPOCH: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The epoch containers created now are stamped with.
+#[inline]
+fn current_epoch() -> u64 {
+    EPOCH.with(Cell::get)
+}
+
+/// Starts a new epoch on this thread and returns it: every container alive now is older.
+pub(crate) fn next_epoch() -> u64 {
+    EPOCH.with(|e| {
+        let n = e.get() + 1;
+        e.set(n);
+        n
+    })
+}
+
 /// The shared, mutable storage of an array or tuple (derefs to its `RefCell`). Dropping one never
 /// recurses: nested containers are dropped one at a time (see `drop_nested`), so a program that
 /// nests a million arrays cannot overflow the native stack when they are freed.
 #[derive(Debug, Default)]
-pub struct ArrayCell(RefCell<Vec<Value>>);
+pub struct ArrayCell {
+    items: RefCell<Vec<Value>>,
+    /// Epoch of creation, or of the last journal save (see `stamp_for`).
+    epoch: Cell<u64>,
+}
 
 /// The shared, mutable storage of a dict (derefs to its `RefCell`); dropped like `ArrayCell`.
 #[derive(Debug, Default)]
-pub struct DictCell(RefCell<Dict>);
+pub struct DictCell {
+    entries: RefCell<Dict>,
+    /// Epoch of creation, or of the last journal save (see `stamp_for`).
+    epoch: Cell<u64>,
+}
 
 impl ArrayCell {
     /// Storage holding these items.
     pub fn new(items: Vec<Value>) -> Self {
-        ArrayCell(RefCell::new(items))
+        ArrayCell { items: RefCell::new(items), epoch: Cell::new(current_epoch()) }
+    }
+
+    /// The epoch it was created in, or last saved by a journal in.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.get()
+    }
+
+    /// True the first time it is asked in `epoch` about a container older than `epoch` (whose
+    /// contents a journal must then save before the first change); stamps the container.
+    pub(crate) fn stamp_for(&self, epoch: u64) -> bool {
+        let older = self.epoch.get() < epoch;
+        if older {
+            self.epoch.set(epoch);
+        }
+        older
     }
 }
 
 impl DictCell {
     /// Storage holding this dict.
     pub fn new(d: Dict) -> Self {
-        DictCell(RefCell::new(d))
+        DictCell { entries: RefCell::new(d), epoch: Cell::new(current_epoch()) }
+    }
+
+    /// As [`ArrayCell::epoch`].
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.get()
+    }
+
+    /// As [`ArrayCell::stamp_for`].
+    pub(crate) fn stamp_for(&self, epoch: u64) -> bool {
+        let older = self.epoch.get() < epoch;
+        if older {
+            self.epoch.set(epoch);
+        }
+        older
     }
 }
 
 impl std::ops::Deref for ArrayCell {
     type Target = RefCell<Vec<Value>>;
     fn deref(&self) -> &Self::Target {
-        &self.0
+        &self.items
     }
 }
 
 impl std::ops::Deref for DictCell {
     type Target = RefCell<Dict>;
     fn deref(&self) -> &Self::Target {
-        &self.0
+        &self.entries
     }
 }
 
 impl Drop for ArrayCell {
     fn drop(&mut self) {
-        let items = std::mem::take(self.0.get_mut());
+        let items = std::mem::take(self.items.get_mut());
         drop_contents(items, |items| items.into_iter().filter(Value::owns_values).collect());
     }
 }
 
 impl Drop for DictCell {
     fn drop(&mut self) {
-        let d = std::mem::take(self.0.get_mut());
+        let d = std::mem::take(self.entries.get_mut());
         drop_contents(d, |d| d.into_values().filter(Value::owns_values).collect());
     }
 }

@@ -335,6 +335,41 @@ pub struct Vm {
     memory_check_at: usize,
     /// Lines printed in this invocation.
     printed: usize,
+    /// Undo records of journaled runs (see [`Vm::begin_journal`]).
+    journal: Journal,
+}
+
+/// What a journaled run changed in containers that existed before it: each such container's
+/// contents as they were before its first change (saved once per run, so the journal is bounded
+/// by the size of what existed, however many assignments the program makes).
+#[derive(Default)]
+struct Journal {
+    active: bool,
+    epoch: u64,
+    saved: Vec<Saved>,
+}
+
+enum Saved {
+    Array(Rc<crate::value::ArrayCell>, Vec<Value>),
+    Dict(Rc<crate::value::DictCell>, crate::dict::Dict),
+}
+
+impl Journal {
+    /// Called before `obj` is changed in place.
+    #[inline]
+    fn before_change(&mut self, obj: &Value) {
+        match obj {
+            Value::Dict(d) if d.stamp_for(self.epoch) => {
+                let before = d.borrow().clone();
+                self.saved.push(Saved::Dict(d.clone(), before));
+            }
+            Value::Array(a) | Value::Tuple(a) if a.stamp_for(self.epoch) => {
+                let before = a.borrow().clone();
+                self.saved.push(Saved::Array(a.clone(), before));
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Vm {
@@ -360,7 +395,49 @@ impl Vm {
             allocated: 0,
             memory_check_at: 0,
             printed: 0,
+            journal: Journal::default(),
         }
+    }
+
+    /// Journals the runs that follow until [`Vm::end_journal`]: every dict or array that exists
+    /// now has its contents saved before a program first changes it, so `end_journal(false)` puts
+    /// back exactly what was there. A pipeline hands its event to a transformation this way
+    /// instead of copying it, and restores it when the transformation fails. The cost is one
+    /// shallow copy per container actually changed.
+    pub fn begin_journal(&mut self) {
+        self.end_journal(true);
+        self.journal.epoch = crate::value::next_epoch();
+        self.journal.active = true;
+    }
+
+    /// Whether the last journal saved `value` (a dict or array that existed before it began, and
+    /// that a run changed since). Valid until the next [`Vm::begin_journal`].
+    pub fn changed_in_journal(&self, value: &Value) -> bool {
+        let epoch = self.journal.epoch;
+        epoch > 0
+            && match value {
+                Value::Dict(d) => d.epoch() == epoch,
+                Value::Array(a) | Value::Tuple(a) => a.epoch() == epoch,
+                _ => false,
+            }
+    }
+
+    /// Ends the journal: keeps the changes (`keep`) or restores every saved container, newest
+    /// first. Returns how many containers had been changed.
+    pub fn end_journal(&mut self, keep: bool) -> usize {
+        self.journal.active = false;
+        let changed = self.journal.saved.len();
+        if keep {
+            self.journal.saved.clear();
+        } else {
+            while let Some(saved) = self.journal.saved.pop() {
+                match saved {
+                    Saved::Dict(cell, before) => *cell.borrow_mut() = before,
+                    Saved::Array(cell, before) => *cell.borrow_mut() = before,
+                }
+            }
+        }
+        changed
     }
 
     /// Operations executed so far.
@@ -808,6 +885,9 @@ impl Vm {
                 let value = self.pop()?;
                 let key = self.pop()?;
                 let obj = self.pop()?;
+                if self.journal.active {
+                    self.journal.before_change(&obj);
+                }
                 let grown = set_property(&obj, &key, value)?;
                 if grown > 0 {
                     self.charge(grown)?;

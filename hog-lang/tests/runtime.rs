@@ -280,3 +280,53 @@ fn fused_instructions_fall_back_for_values_that_are_not_numbers() {
     assert_eq!(result_of("let i := '1'\ni := i + 1\nreturn i"), "2");
     assert_eq!(result_of("let d := {'k': 5}\nlet k := 'k'\nlet v := d[k]\nreturn v"), "5");
 }
+
+/// A journaled run restores what existed before it when told to, and saves each changed container
+/// once, however many assignments the program makes; containers it built itself are not saved.
+#[test]
+fn a_journal_undoes_changes_to_what_existed_before_the_run() {
+    let event = hog_lang::value::from_json(&serde_json::json!({
+        "name": "a", "props": {"list": [1, 2], "inner": {"k": "v"}}, "untouched": {"x": 1}
+    }));
+    let source = "let e := event\nfor (let i := 0; i < 1000; i := i + 1) { e.props.list[1] := i }\n\
+                  e.props.list[4] := 'grown'\ne.props.inner.k := 'w'\ne.props.added := {'n': [1]}\n\
+                  e.props.added.n[1] := 2\ne.name := 'b'\nreturn e";
+    let chunk = compile_chunk(source, &CompileOptions::default()).expect("compiles");
+    let globals = || Value::dict_from([("event", event.clone())]);
+    let before = event.repr();
+    let mut vm = Vm::new(Value::Null);
+    let mut host = CollectingHost::default();
+
+    vm.reset(globals());
+    vm.begin_journal();
+    vm.run(chunk.clone(), &mut host).expect("runs");
+    // The top dict, `props`, `list` and `inner`: four containers, each saved once.
+    assert_eq!(vm.end_journal(false), 4);
+    assert_eq!(event.repr(), before, "everything put back");
+
+    vm.reset(globals());
+    vm.begin_journal();
+    vm.run(chunk.clone(), &mut host).expect("runs");
+    assert_eq!(vm.end_journal(true), 4);
+    let kept = event.repr();
+    let expected = hog_lang::value::from_json(&serde_json::json!({
+        "name": "b", "props": {"list": [999, 2, null, "grown"], "inner": {"k": "w"}, "added": {"n": [2]}},
+        "untouched": {"x": 1}
+    }));
+    assert_eq!(kept, expected.repr());
+
+    // A later journal protects the containers the kept run built, too.
+    let undo_added = compile_chunk("event.props.added.n[1] := 3", &CompileOptions::default()).unwrap();
+    vm.reset(globals());
+    vm.begin_journal();
+    vm.run(undo_added, &mut host).expect("runs");
+    assert_eq!(vm.end_journal(false), 1);
+    assert_eq!(event.repr(), kept);
+
+    // Without a journal, changes simply stay.
+    let rename = compile_chunk("let e := event\ne.name := 'c'", &CompileOptions::default()).unwrap();
+    vm.reset(globals());
+    vm.run(rename, &mut host).expect("runs");
+    assert_eq!(vm.end_journal(false), 0);
+    assert!(event.repr().starts_with("{'name': 'c'"), "{}", event.repr());
+}
