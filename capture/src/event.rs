@@ -302,7 +302,28 @@ fn check_token(token: &str) -> Result<(), CaptureError> {
 
 /// Formats a time as PostHog does in `now`/`sent_at`: RFC 3339, UTC, milliseconds.
 pub fn format_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    use chrono::{Datelike, Timelike};
+    let (year, nanos) = (t.year(), t.nanosecond());
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        // Years chrono writes with a sign or more digits, and leap seconds.
+        return t.to_rfc3339_opts(SecondsFormat::Millis, true);
+    }
+    // Written by hand: this runs for every event, and chrono's formatter is several times slower.
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, digits: usize, mut n: u32| {
+        for i in (at..at + digits).rev() {
+            b[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, t.second());
+    put(20, 3, nanos / 1_000_000);
+    b.iter().map(|&c| c as char).collect()
 }
 
 /// Parses an ISO 8601 / RFC 3339 time the way JavaScript's `Date` accepts the common forms:
@@ -528,14 +549,42 @@ fn check_event<'a>(
 /// A result more than [`FUTURE_EVENT_CUTOFF_HOURS`] after `now`, or an unparseable timestamp,
 /// gives `now`.
 pub fn resolve_timestamp(event: &CapturedEvent, data: &Value) -> DateTime<Utc> {
-    let now = parse_time(&event.now).unwrap_or_else(Utc::now);
     let ignore_sent_at =
         data.get("properties").and_then(|p| p.get("$ignore_sent_at")).is_some_and(|v| v.as_bool().unwrap_or(false));
-    let sent_at = if ignore_sent_at { None } else { event.sent_at.as_deref().and_then(parse_time) };
     let timestamp = match data.get("timestamp") {
-        Some(Value::String(s)) if !s.is_empty() => Some(parse_time(s)),
-        Some(Value::Number(n)) => Some(n.as_i64().and_then(|ms| Utc.timestamp_millis_opt(ms).single())),
+        Some(Value::String(s)) if !s.is_empty() => Some(Stamp::Text(s)),
+        Some(Value::Number(n)) => Some(Stamp::Millis(n.as_i64())),
         _ => None,
+    };
+    let offset = data.get("offset").and_then(Value::as_f64);
+    let sent_at = if ignore_sent_at { None } else { event.sent_at.as_deref() };
+    resolve_time(&event.now, sent_at, timestamp, offset)
+}
+
+/// An event's own `timestamp`, as [`resolve_time`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub enum Stamp<'a> {
+    /// A non-empty string.
+    Text(&'a str),
+    /// A number of milliseconds since the epoch (`None`: not a whole number that fits).
+    Millis(Option<i64>),
+}
+
+/// PostHog's clock-skew rules (see [`resolve_timestamp`]) on the parts they need: the server time
+/// `now`, the client's `sent_at` (`None` when absent or ignored), the event's `timestamp` and its
+/// `offset` in milliseconds.
+pub fn resolve_time(
+    now: &str,
+    sent_at: Option<&str>,
+    timestamp: Option<Stamp<'_>>,
+    offset: Option<f64>,
+) -> DateTime<Utc> {
+    let now = parse_time(now).unwrap_or_else(Utc::now);
+    let sent_at = sent_at.and_then(parse_time);
+    let timestamp = match timestamp {
+        Some(Stamp::Text(s)) => Some(parse_time(s)),
+        Some(Stamp::Millis(ms)) => Some(ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single())),
+        None => None,
     };
     let resolved = match timestamp {
         Some(Some(ts)) => match sent_at {
@@ -543,7 +592,7 @@ pub fn resolve_timestamp(event: &CapturedEvent, data: &Value) -> DateTime<Utc> {
             None => ts,
         },
         Some(None) => now,
-        None => match data.get("offset").and_then(Value::as_f64) {
+        None => match offset {
             Some(offset) if offset.is_finite() => now - Duration::milliseconds(offset as i64),
             _ => now,
         },
@@ -558,6 +607,22 @@ pub fn resolve_timestamp(event: &CapturedEvent, data: &Value) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_format_as_chrono_formats_them() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let check = |t: DateTime<Utc>| assert_eq!(format_time(t), t.to_rfc3339_opts(SecondsFormat::Millis, true));
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Years -500 to 10 500, every millisecond and sub-millisecond position.
+            let secs = (x % (11_000 * 366 * 86_400)) as i64 - 2_500 * 366 * 86_400 - 62_135_596_800;
+            check(Utc.timestamp_opt(secs, ((x >> 40) % 1_000_000_000) as u32).unwrap());
+        }
+        check(Utc.timestamp_opt(0, 0).unwrap());
+        check(Utc.timestamp_opt(1_483_228_799, 1_500_000_000).unwrap()); // a leap second
+    }
 
     fn captured(now: &str, sent_at: Option<&str>) -> CapturedEvent {
         CapturedEvent {

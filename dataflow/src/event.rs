@@ -1,9 +1,12 @@
 //! Events as the dataflow carries them, and their conversion to and from Hog values.
 
-use hog_lang::stdlib::json::parse_json;
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use hog_lang::stdlib::json_reader::{object_members, read_json, string_literal, unescape_string, JsonError};
 use hog_lang::value::{Dict, Key, KeyRef};
 use hog_lang::Value;
-use hogpipe_capture::event::{format_time, resolve_timestamp, CapturedEvent};
+use hogpipe_capture::event::{format_time, resolve_time, CapturedEvent, Stamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
@@ -44,9 +47,17 @@ pub struct Event {
 pub enum EventError {
     /// The record is not a captured event.
     #[error("the record is not a captured event: {0}")]
-    Record(serde_json::Error),
-    /// The event's `data` is not a JSON object.
-    #[error("event {uuid}: `data` is not a JSON object")]
+    Record(String),
+    /// The event's `data` is not JSON.
+    #[error("event {uuid}: `data` is not JSON: {error}")]
+    Json {
+        /// Which event.
+        uuid: String,
+        /// What is wrong, and where.
+        error: JsonError,
+    },
+    /// The event's `data` is not a JSON object (in a string, as capture writes it).
+    #[error("event {uuid}: `data` is not a JSON object in a string")]
     Data {
         /// Which event.
         uuid: String,
@@ -116,6 +127,11 @@ pub struct HogEvent {
     pub value: Value,
 }
 
+/// A whole number of milliseconds as `serde_json::Number::as_i64` would give it.
+fn whole_i64(n: f64) -> Option<i64> {
+    (n.fract() == 0.0 && (-9.223_372_036_854_775e18..9.223_372_036_854_775e18).contains(&n)).then_some(n as i64)
+}
+
 fn text_of(d: &Dict, key: &str) -> Option<String> {
     match d.get(KeyRef::Str(key)) {
         Some(Value::Str(s)) => Some(s.to_string()),
@@ -123,32 +139,135 @@ fn text_of(d: &Dict, key: &str) -> Option<String> {
     }
 }
 
+/// The fields of a log record (a [`CapturedEvent`] as JSON) the pipeline reads, borrowed from
+/// the record's bytes: only `data` is decoded further. Other members are skipped.
+pub struct RecordRef<'a> {
+    uuid: Cow<'a, str>,
+    distinct_id: Cow<'a, str>,
+    ip: Cow<'a, str>,
+    /// The event's JSON text as a JSON string literal (quotes and escapes included).
+    data: &'a str,
+    now: Cow<'a, str>,
+    sent_at: Option<Cow<'a, str>>,
+    token: Cow<'a, str>,
+}
+
+impl<'a> RecordRef<'a> {
+    /// Reads a log record.
+    pub fn parse(bytes: &'a [u8]) -> Result<RecordRef<'a>, EventError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| EventError::Record(format!("not UTF-8: {e}")))?;
+        let (mut uuid, mut distinct_id, mut ip, mut data, mut now, mut sent_at, mut token) =
+            (None, None, None, None, None, None, None);
+        let mut bad: Option<String> = None;
+        object_members(text, |key, raw| {
+            let mut text = |field: &str| match string_literal(raw) {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    bad.get_or_insert_with(|| format!("`{field}` is not a string"));
+                    None
+                }
+            };
+            match &*key {
+                "uuid" => uuid = text("uuid"),
+                "distinct_id" => distinct_id = text("distinct_id"),
+                "ip" => ip = text("ip"),
+                "data" => data = Some(raw),
+                "now" => now = text("now"),
+                "sent_at" if raw == "null" => sent_at = None,
+                "sent_at" => sent_at = text("sent_at"),
+                "token" => token = text("token"),
+                _ => {}
+            }
+        })
+        .map_err(|e| EventError::Record(e.to_string()))?;
+        if let Some(bad) = bad {
+            return Err(EventError::Record(bad));
+        }
+        let missing = |field: &str| EventError::Record(format!("missing field `{field}`"));
+        Ok(RecordRef {
+            uuid: uuid.ok_or_else(|| missing("uuid"))?,
+            distinct_id: distinct_id.ok_or_else(|| missing("distinct_id"))?,
+            ip: ip.ok_or_else(|| missing("ip"))?,
+            data: data.ok_or_else(|| missing("data"))?,
+            now: now.ok_or_else(|| missing("now"))?,
+            sent_at,
+            token: token.ok_or_else(|| missing("token"))?,
+        })
+    }
+
+    /// The project token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+/// What an event's time and identity come from, besides its `data`.
+struct Header<'a> {
+    uuid: &'a str,
+    distinct_id: &'a str,
+    ip: &'a str,
+    now: &'a str,
+    sent_at: Option<&'a str>,
+}
+
 impl HogEvent {
-    /// Parses a captured record's `data` straight into Hog values.
+    /// Builds the event of a log record; `scratch` is a reused buffer for the decoded `data`.
+    pub fn from_record(record: &RecordRef<'_>, team_id: u64, scratch: &mut String) -> Result<HogEvent, EventError> {
+        let uuid = &*record.uuid;
+        let raw = record.data;
+        let Some(literal) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+            return Err(EventError::Data { uuid: uuid.to_string() });
+        };
+        let data = unescape_string(literal, scratch).and_then(|()| read_json(scratch));
+        let data = data.map_err(|error| EventError::Json { uuid: uuid.to_string(), error })?;
+        let header = Header {
+            uuid,
+            distinct_id: &record.distinct_id,
+            ip: &record.ip,
+            now: &record.now,
+            sent_at: record.sent_at.as_deref(),
+        };
+        Self::build(&header, data, team_id)
+    }
+
+    /// Builds the event of a captured event (parsing its `data`).
     pub fn from_captured(captured: &CapturedEvent, team_id: u64) -> Result<HogEvent, EventError> {
-        let data = parse_json(&captured.data).map_err(EventError::Record)?;
+        let data =
+            read_json(&captured.data).map_err(|error| EventError::Json { uuid: captured.uuid.clone(), error })?;
+        let header = Header {
+            uuid: &captured.uuid,
+            distinct_id: &captured.distinct_id,
+            ip: &captured.ip,
+            now: &captured.now,
+            sent_at: captured.sent_at.as_deref(),
+        };
+        Self::build(&header, data, team_id)
+    }
+
+    fn build(h: &Header<'_>, data: Value, team_id: u64) -> Result<HogEvent, EventError> {
         let Value::Dict(cell) = &data else {
-            return Err(EventError::Data { uuid: captured.uuid.clone() });
+            return Err(EventError::Data { uuid: h.uuid.to_string() });
         };
         let d = cell.borrow();
-        // The few fields the event time depends on, for PostHog's clock-skew rules.
-        let mut time_fields = Map::new();
-        for key in ["timestamp", "offset"] {
-            if let Some(v) = d.get(KeyRef::Str(key)) {
-                time_fields.insert(key.to_string(), to_json(v));
-            }
-        }
         let properties = match d.get(KeyRef::Str("properties")) {
             Some(p @ Value::Dict(_)) => p.clone(),
             _ => Value::dict(Dict::default()),
         };
-        if let Value::Dict(props) = &properties {
-            let props_ref = props.borrow();
-            if let Some(v) = props_ref.get(KeyRef::Str("$ignore_sent_at")) {
-                time_fields.insert("properties".into(), serde_json::json!({"$ignore_sent_at": to_json(v)}));
-            }
-        }
-        if let Value::Dict(props) = &properties {
+        let Value::Dict(props) = &properties else { unreachable!("built as a dict above") };
+        // The fields the event time depends on, for PostHog's clock-skew rules.
+        let ignore_sent_at = matches!(props.borrow().get(KeyRef::Str("$ignore_sent_at")), Some(Value::Bool(true)));
+        let stamp = match d.get(KeyRef::Str("timestamp")) {
+            Some(Value::Str(s)) if !s.is_empty() => Some(Stamp::Text(s)),
+            Some(Value::Number(n)) => Some(Stamp::Millis(whole_i64(*n))),
+            _ => None,
+        };
+        let offset = match d.get(KeyRef::Str("offset")) {
+            Some(Value::Number(n)) => Some(*n),
+            _ => None,
+        };
+        let sent_at = if ignore_sent_at { None } else { h.sent_at };
+        let timestamp = format_time(resolve_time(h.now, sent_at, stamp, offset));
+        {
             let mut props_mut = props.borrow_mut();
             for key in ["$set", "$set_once"] {
                 if let Some(v) = d.get(KeyRef::Str(key)) {
@@ -158,18 +277,23 @@ impl HogEvent {
                 }
             }
         }
-        let timestamp = format_time(resolve_timestamp(captured, &Json::Object(time_fields)));
-        let value = Value::dict_from([
-            ("uuid", Value::from(captured.uuid.as_str())),
-            ("event", Value::from(text_of(&d, "event").unwrap_or_default())),
-            ("distinct_id", Value::from(captured.distinct_id.as_str())),
-            ("properties", properties),
-            ("elements_chain", Value::from(text_of(&d, "elements_chain").unwrap_or_default())),
-            ("timestamp", Value::from(timestamp)),
-            ("url", Value::from(format!("/project/{team_id}/events/{}", captured.uuid))),
-        ]);
+        let field = |key: &str| match d.get(KeyRef::Str(key)) {
+            Some(v @ Value::Str(_)) => v.clone(),
+            _ => Value::from(""),
+        };
+        let mut url = String::with_capacity(40 + h.uuid.len());
+        let _ = write!(url, "/project/{team_id}/events/{}", h.uuid);
+        let value = Value::dict(Dict::Small(vec![
+            (Key::str("uuid"), Value::from(h.uuid)),
+            (Key::str("event"), field("event")),
+            (Key::str("distinct_id"), Value::from(h.distinct_id)),
+            (Key::str("properties"), properties.clone()),
+            (Key::str("elements_chain"), field("elements_chain")),
+            (Key::str("timestamp"), Value::from(timestamp)),
+            (Key::str("url"), Value::from(url)),
+        ]));
         drop(d);
-        Ok(HogEvent { team_id, ip: captured.ip.clone(), value })
+        Ok(HogEvent { team_id, ip: h.ip.to_string(), value })
     }
 
     /// A field of the event dict, shared (a string field when the event has none).
@@ -233,5 +357,96 @@ impl HogEvent {
             elements_chain: take(&mut json, "elements_chain"),
             ip: self.ip.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hogpipe_capture::event::resolve_timestamp;
+    use serde_json::json;
+
+    fn captured(data: &Json, sent_at: Option<&str>) -> CapturedEvent {
+        CapturedEvent {
+            uuid: "0193a000-0000-7000-8000-000000000001".into(),
+            distinct_id: "user \"one\" é".into(),
+            ip: "10.0.0.1".into(),
+            data: data.to_string(),
+            now: "2024-05-01T12:00:00.000Z".into(),
+            sent_at: sent_at.map(str::to_string),
+            token: "phc_t".into(),
+            historical_migration: false,
+        }
+    }
+
+    /// A record read from its stored bytes gives the same event as the captured event it
+    /// encodes, with capture's own time rules, for every shape of time and text.
+    #[test]
+    fn records_read_from_bytes_match_captured_events() {
+        let cases = [
+            (json!({"event": "e", "properties": {"a": 1}}), None),
+            (
+                json!({"event": "e", "timestamp": "2024-05-01T11:59:00Z", "properties": {}}),
+                Some("2024-05-01T12:00:30Z"),
+            ),
+            (
+                json!({"event": "e", "timestamp": "2024-05-01T11:59:00Z", "properties": {"$ignore_sent_at": true}}),
+                Some("2024-05-01T12:00:30Z"),
+            ),
+            (json!({"event": "e", "timestamp": 1_714_564_000_123_i64}), None),
+            (json!({"event": "e", "timestamp": 1.5}), None),
+            (json!({"event": "e", "offset": 1500}), None),
+            (json!({"event": "e", "timestamp": "not a time"}), None),
+            (json!({"event": "e", "timestamp": "2030-01-01T00:00:00Z"}), None),
+            (
+                json!({"event": "quote \" slash \\ tab \t nl \n 😀 \u{1}", "elements_chain": "a:b",
+                       "$set": {"x": 1}, "$set_once": {"y": 2}, "properties": {"$set": {"kept": true}, "nested": [{"k": null}]}}),
+                None,
+            ),
+        ];
+        for (data, sent_at) in cases {
+            let c = captured(&data, sent_at);
+            let bytes = serde_json::to_vec(&c).unwrap();
+            let record = RecordRef::parse(&bytes).unwrap();
+            assert_eq!(record.token(), "phc_t");
+            let mut scratch = String::new();
+            let from_bytes = HogEvent::from_record(&record, 7, &mut scratch).unwrap().to_event();
+            let from_captured = HogEvent::from_captured(&c, 7).unwrap().to_event();
+            assert_eq!(from_bytes, from_captured, "{data}");
+            assert_eq!(from_bytes.timestamp, format_time(resolve_timestamp(&c, &data)), "{data}");
+            assert_eq!(from_bytes.distinct_id, c.distinct_id);
+            assert_eq!(Json::from(from_bytes.event.clone()), data["event"]);
+        }
+    }
+
+    #[test]
+    fn unreadable_records_say_why() {
+        let mut scratch = String::new();
+        let not_json = captured(&json!(null), None);
+        let mut bad = serde_json::to_value(&not_json).unwrap();
+        bad["data"] = json!("{\"event\": ");
+        let bytes = serde_json::to_vec(&bad).unwrap();
+        let err = HogEvent::from_record(&RecordRef::parse(&bytes).unwrap(), 1, &mut scratch).err().unwrap();
+        assert!(err.to_string().contains("`data` is not JSON: unexpected end of input at line 1 column 11"), "{err}");
+        bad["data"] = json!({"event": "not in a string"});
+        let bytes = serde_json::to_vec(&bad).unwrap();
+        let err = HogEvent::from_record(&RecordRef::parse(&bytes).unwrap(), 1, &mut scratch).err().unwrap();
+        assert!(err.to_string().contains("not a JSON object in a string"), "{err}");
+        bad["data"] = json!("[1]");
+        let bytes = serde_json::to_vec(&bad).unwrap();
+        assert!(HogEvent::from_record(&RecordRef::parse(&bytes).unwrap(), 1, &mut scratch).is_err());
+        let err = |bytes: &[u8]| RecordRef::parse(bytes).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err(b"{\"uuid\": 1}").contains("`uuid` is not a string"));
+        assert!(err(b"{\"uuid\": \"u\"}").contains("missing field `distinct_id`"));
+        assert!(err(b"{\"uuid\": \"u\"").contains("expected `,` or `}` at line 1 column 13"));
+        assert!(err(b"\xff").contains("not UTF-8"));
+        // Members it does not read, of any shape, are skipped; `sent_at` may be null.
+        let mut extra = serde_json::to_value(captured(&json!({"event": "e"}), None)).unwrap();
+        extra["site_url"] = json!({"nested": [1, {"a": "\\\""}]});
+        extra["sent_at"] = Json::Null;
+        extra["historical_migration"] = json!(true);
+        let bytes = serde_json::to_vec(&extra).unwrap();
+        let record = RecordRef::parse(&bytes).unwrap();
+        assert_eq!(HogEvent::from_record(&record, 1, &mut scratch).unwrap().text("event"), "e");
     }
 }

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hogpipe_capture::event::CapturedEvent;
 use hogpipe_capture::log::{LogError, LogReader};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::vec::Map;
@@ -23,7 +22,7 @@ use crate::event::{Event, Project};
 use crate::functions::{Registry, SharedStats};
 use crate::health::Watcher;
 use crate::live::Live;
-use crate::runner::Runner;
+use crate::runner::{Processed, Runner};
 use crate::sink::{EventSink, InvocationSink, SinkError};
 
 /// How the graph runs.
@@ -187,7 +186,9 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
             Rc::new(RefCell::new(Runner::new(Arc::new(by_id), pipeline.stats.clone(), pipeline.watcher.clone())));
         let batch_failed = Rc::new(Cell::new(false));
         let written = Rc::new(Cell::new(0u64));
-        let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<(u64, CapturedEvent)>>> = InputHandle::new();
+        let skipped = Rc::new(Cell::new(0u64));
+        // Records go into the graph as stored; each is decoded once, by the runner.
+        let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<Vec<u8>>>> = InputHandle::new();
         let probe = ProbeHandle::new();
 
         let mut live = worker.dataflow::<u64, _, _>(|scope| {
@@ -195,9 +196,19 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
             let events_sink = pipeline.events.clone();
             let invocations_sink = pipeline.invocations.clone();
             let (failed, count, stop) = (batch_failed.clone(), written.clone(), stopped.clone());
+            let (projects, skips) = (pipeline.projects.clone(), skipped.clone());
             let processed = input
                 .to_stream(scope)
-                .flat_map(move |(team, captured): (u64, CapturedEvent)| r.borrow_mut().process(team, &captured))
+                .flat_map(move |record: Vec<u8>| {
+                    match r.borrow_mut().process_record(&record, |token| projects.get(token).map(|p| p.id)) {
+                        Processed::Kept(event, routed) => Some((event, routed)),
+                        Processed::Dropped => None,
+                        Processed::Skipped => {
+                            skips.set(skips.get() + 1);
+                            None
+                        }
+                    }
+                })
                 .inspect_core(move |item| {
                     let Ok((_, batch)) = item else { return };
                     let events: Vec<&Event> = batch.iter().map(|(e, _)| e).collect();
@@ -286,7 +297,7 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
             let mut next = positions.clone();
             let mut batch = Vec::new();
             let mut read_failed = false;
-            let (mut round_read, mut round_skipped) = (0u64, 0u64);
+            let mut round_read = 0u64;
             for (i, &p) in owned.iter().enumerate() {
                 let records = match log.read(p, positions[i], options.batch_size) {
                     Ok(records) => records,
@@ -300,13 +311,7 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
                 for record in records {
                     next[i] = record.offset + 1;
                     round_read += 1;
-                    let event = CapturedEvent::from_json(&record.value)
-                        .ok()
-                        .and_then(|c| Some((pipeline.projects.get(&c.token)?.id, c)));
-                    match event {
-                        Some(e) => batch.push(e),
-                        None => round_skipped += 1,
-                    }
+                    batch.push(record.value);
                 }
             }
             if read_failed {
@@ -315,7 +320,6 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
                 continue;
             }
             summary.read += round_read;
-            summary.skipped += round_skipped;
             let idle = next == positions;
             if idle && (matches!(until, Until::CaughtUp) || stopped()) {
                 break;
@@ -354,6 +358,7 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
             commit(&positions, &mut committed)?;
         }
         summary.written = written.get();
+        summary.skipped = skipped.get();
         Ok::<Summary, DataflowError>(summary)
     })
     .map_err(DataflowError::Timely)?;

@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 
 use hogpipe_capture::event::CapturedEvent;
 
-use crate::event::{Event, HogEvent, Project};
+use crate::event::{Event, HogEvent, Project, RecordRef};
 use crate::functions::{FunctionCounters, FunctionKind, FunctionSet, FunctionSpec, LogLine, SharedStats};
 use crate::health::{Usage, Watcher};
 
@@ -85,8 +85,22 @@ impl Host for LogHost {
     }
 }
 
+/// What became of one log record.
+// Returned by value and unpacked at once: boxing the event would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
+pub enum Processed {
+    /// Not a captured event, or for a token no project has.
+    Skipped,
+    /// A transformation dropped it.
+    Dropped,
+    /// The event for the sinks, and the destinations whose filter matched.
+    Kept(Event, Vec<String>),
+}
+
 /// Per-worker executor of one function set.
 pub struct Runner {
+    /// Reused buffer for each record's decoded `data`.
+    scratch: String,
     version: u64,
     transformations: HashMap<u64, Vec<Compiled>>,
     destinations: HashMap<u64, Vec<Compiled>>,
@@ -111,6 +125,7 @@ impl Runner {
         let mut vm = Vm::new(Value::Null);
         vm.limits = Limits::function();
         Runner {
+            scratch: String::new(),
             version: 0,
             transformations: HashMap::new(),
             destinations: HashMap::new(),
@@ -270,13 +285,46 @@ impl Runner {
     /// a transformation dropped it, else the event and the destinations whose filter matched.
     /// A failing transformation is logged and counted; the event goes on unchanged.
     pub fn process(&mut self, team: u64, captured: &CapturedEvent) -> Option<(Event, Vec<String>)> {
-        let mut event = match HogEvent::from_captured(captured, team) {
-            Ok(e) => e,
+        match HogEvent::from_captured(captured, team) {
+            Ok(event) => self.process_event(event),
             Err(e) => {
                 tracing::warn!(uuid = %captured.uuid, error = %e, "skipping an event that cannot be read");
-                return None;
+                None
+            }
+        }
+    }
+
+    /// [`Runner::process`] on a log record as it is stored (a captured event as JSON), for the
+    /// project `team_of` gives its token; `Skipped` for a record that is not a captured event or
+    /// whose token belongs to no project.
+    pub fn process_record(&mut self, bytes: &[u8], team_of: impl Fn(&str) -> Option<u64>) -> Processed {
+        let record = match RecordRef::parse(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping a log record that cannot be read");
+                return Processed::Skipped;
             }
         };
+        let Some(team) = team_of(record.token()) else { return Processed::Skipped };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let event = HogEvent::from_record(&record, team, &mut scratch);
+        if scratch.capacity() <= 1 << 20 {
+            self.scratch = scratch;
+        }
+        match event {
+            Ok(event) => match self.process_event(event) {
+                Some((event, routed)) => Processed::Kept(event, routed),
+                None => Processed::Dropped,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping an event that cannot be read");
+                Processed::Skipped
+            }
+        }
+    }
+
+    fn process_event(&mut self, mut event: HogEvent) -> Option<(Event, Vec<String>)> {
+        let team = event.team_id;
         if let Some(mut chain) = self.transformations.remove(&team) {
             let kept = self.transform(&mut chain, &mut event);
             self.transformations.insert(team, chain);

@@ -334,6 +334,40 @@ fn a_failed_transformation_or_a_filter_leaves_no_trace() {
     assert!(f.invocations().iter().all(|(_, e)| !e.properties.contains_key("filtered")));
 }
 
+/// Records that are not captured events, or belong to no project, are skipped and counted; the
+/// events around them go through.
+#[test]
+fn unreadable_records_and_unknown_tokens_are_skipped() {
+    let f = Fixture::new(chain());
+    f.capture(TOKEN, generated(10, 0));
+    f.capture("phc_nobody", generated(3, 10));
+    let mut bad_data = serde_json::to_value(hogpipe_capture::event::CapturedEvent {
+        uuid: "u".into(),
+        distinct_id: "d".into(),
+        ip: "1.2.3.4".into(),
+        data: "{\"event\": ".into(),
+        now: "2024-05-01T12:00:00Z".into(),
+        sent_at: None,
+        token: TOKEN.into(),
+        historical_migration: false,
+    })
+    .unwrap();
+    let garbage = [b"not json".to_vec(), serde_json::to_vec(&bad_data).unwrap(), {
+        bad_data["data"] = json!({"event": "an object, not a string"});
+        serde_json::to_vec(&bad_data).unwrap()
+    }];
+    let records = garbage
+        .into_iter()
+        .map(|value| hogpipe_capture::log::Record { key: b"k".to_vec(), value, timestamp_ms: 0, historical: false })
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(f.wal.append(records)).unwrap();
+    f.capture(TOKEN, generated(10, 100));
+    let summary = f.run(2);
+    assert_eq!((summary.read, summary.skipped), (26, 6));
+    assert_eq!(f.events().len(), 18, "the 20 readable events less the two `internal` ones");
+}
+
 #[test]
 fn hot_reload_applies_at_a_batch_boundary_without_loss() {
     let v1 = function("tag", 1, FunctionKind::Transformation, 1, "let e := event\ne.properties.v := 1\nreturn e");

@@ -276,7 +276,7 @@ impl Visitor<'_> for KeySeed {
 
 /// The index when `s` is a JavaScript array index (`"0"`, `"42"`, up to 2^32-2), which objects
 /// list before their other keys.
-fn array_index(s: &str) -> Option<u32> {
+pub(super) fn array_index(s: &str) -> Option<u32> {
     let b = s.as_bytes();
     if b.is_empty() || b.len() > 10 || !b[0].is_ascii_digit() || (b[0] == b'0' && b.len() > 1) {
         return None;
@@ -289,7 +289,7 @@ fn array_index(s: &str) -> Option<u32> {
 }
 
 /// Reorders keys as JavaScript lists an object's properties: array indexes ascending first.
-fn js_key_order(d: &mut Dict) {
+pub(super) fn js_key_order(d: &mut Dict) {
     let rank = |k: &Key| match k {
         Key::Str(s) => array_index(s).map_or(u64::MAX, u64::from),
         _ => u64::MAX,
@@ -334,13 +334,14 @@ fn hog_object(d: &Dict) -> Option<Value> {
 }
 
 /// Parses JSON text straight into Hog values (objects become dicts in key order; numbers are
-/// doubles), without an intermediate `serde_json::Value`. For hosts that hand JSON to functions.
-pub fn parse_json(text: &str) -> Result<Value, serde_json::Error> {
-    parse(text, false)
+/// doubles), without an intermediate `serde_json::Value`. For hosts that hand JSON to functions
+/// (events, `fetch` responses); see [`super::json_reader`].
+pub fn parse_json(text: &str) -> Result<Value, super::json_reader::JsonError> {
+    super::json_reader::read_json(text)
 }
 
-/// Parses JSON text into Hog values.
-fn parse(text: &str, hog_objects: bool) -> Result<Value, serde_json::Error> {
+/// Parses JSON text into Hog values through serde (`jsonParse`, which also revives Hog objects).
+pub(super) fn parse(text: &str, hog_objects: bool) -> Result<Value, serde_json::Error> {
     parse_strict(text, hog_objects).or_else(|e| {
         // JSON.parse accepts escaped lone UTF-16 surrogates (left by clients that cut strings
         // in the middle of an emoji); our strings are UTF-8, so they become U+FFFD.

@@ -22,6 +22,7 @@ mod errors;
 mod hog_written;
 mod ip;
 pub mod json;
+pub mod json_reader;
 mod logic;
 mod math;
 mod print;
