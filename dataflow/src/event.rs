@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use hog_lang::stdlib::json_reader::{object_members, read_json, string_literal, unescape_string, JsonError};
+use hog_lang::stdlib::json_reader::{object_members, read_json, string_literal, JsonError};
 use hog_lang::value::{Dict, Key, KeyRef};
 use hog_lang::Value;
 use hogpipe_capture::event::{format_time, resolve_time, CapturedEvent, Stamp};
@@ -145,21 +145,20 @@ pub struct RecordRef<'a> {
     uuid: Cow<'a, str>,
     distinct_id: Cow<'a, str>,
     ip: Cow<'a, str>,
-    /// The event's JSON text as a JSON string literal (quotes and escapes included).
-    data: &'a str,
     now: Cow<'a, str>,
     sent_at: Option<Cow<'a, str>>,
     token: Cow<'a, str>,
 }
 
 impl<'a> RecordRef<'a> {
-    /// Reads a log record.
-    pub fn parse(bytes: &'a [u8]) -> Result<RecordRef<'a>, EventError> {
+    /// Reads a log record; the event's JSON text (`data`, a string in the record) is decoded
+    /// into `data` as it is read.
+    pub fn parse(bytes: &'a [u8], data: &mut String) -> Result<RecordRef<'a>, EventError> {
         let text = std::str::from_utf8(bytes).map_err(|e| EventError::Record(format!("not UTF-8: {e}")))?;
-        let (mut uuid, mut distinct_id, mut ip, mut data, mut now, mut sent_at, mut token) =
-            (None, None, None, None, None, None, None);
+        let (mut uuid, mut distinct_id, mut ip, mut now, mut sent_at, mut token) = (None, None, None, None, None, None);
+        let mut data_raw: Option<&str> = None;
         let mut bad: Option<String> = None;
-        object_members(text, |key, raw| {
+        object_members(text, Some(("data", data)), |key, raw| {
             let mut text = |field: &str| match string_literal(raw) {
                 Ok(s) => Some(s),
                 Err(_) => {
@@ -171,7 +170,7 @@ impl<'a> RecordRef<'a> {
                 "uuid" => uuid = text("uuid"),
                 "distinct_id" => distinct_id = text("distinct_id"),
                 "ip" => ip = text("ip"),
-                "data" => data = Some(raw),
+                "data" => data_raw = Some(raw),
                 "now" => now = text("now"),
                 "sent_at" if raw == "null" => sent_at = None,
                 "sent_at" => sent_at = text("sent_at"),
@@ -184,11 +183,16 @@ impl<'a> RecordRef<'a> {
             return Err(EventError::Record(bad));
         }
         let missing = |field: &str| EventError::Record(format!("missing field `{field}`"));
+        let uuid = uuid.ok_or_else(|| missing("uuid"))?;
+        match data_raw {
+            None => return Err(missing("data")),
+            Some(raw) if !raw.starts_with('"') => return Err(EventError::Data { uuid: uuid.into_owned() }),
+            Some(_) => {}
+        }
         Ok(RecordRef {
-            uuid: uuid.ok_or_else(|| missing("uuid"))?,
+            uuid,
             distinct_id: distinct_id.ok_or_else(|| missing("distinct_id"))?,
             ip: ip.ok_or_else(|| missing("ip"))?,
-            data: data.ok_or_else(|| missing("data"))?,
             now: now.ok_or_else(|| missing("now"))?,
             sent_at,
             token: token.ok_or_else(|| missing("token"))?,
@@ -211,15 +215,10 @@ struct Header<'a> {
 }
 
 impl HogEvent {
-    /// Builds the event of a log record; `scratch` is a reused buffer for the decoded `data`.
-    pub fn from_record(record: &RecordRef<'_>, team_id: u64, scratch: &mut String) -> Result<HogEvent, EventError> {
+    /// Builds the event of a log record, given its decoded `data` (see [`RecordRef::parse`]).
+    pub fn from_record(record: &RecordRef<'_>, team_id: u64, data: &str) -> Result<HogEvent, EventError> {
         let uuid = &*record.uuid;
-        let raw = record.data;
-        let Some(literal) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
-            return Err(EventError::Data { uuid: uuid.to_string() });
-        };
-        let data = unescape_string(literal, scratch).and_then(|()| read_json(scratch));
-        let data = data.map_err(|error| EventError::Json { uuid: uuid.to_string(), error })?;
+        let data = read_json(data).map_err(|error| EventError::Json { uuid: uuid.to_string(), error })?;
         let header = Header {
             uuid,
             distinct_id: &record.distinct_id,
@@ -328,8 +327,15 @@ impl HogEvent {
         let Value::Dict(cell) = &result else {
             return Err(EventError::NotAnEvent(result.type_name().to_string()));
         };
-        let uuid = self.text("uuid");
-        cell.borrow_mut().insert(Key::str("uuid"), Value::from(uuid));
+        let uuid = self.field("uuid");
+        let mut d = cell.borrow_mut();
+        match d.get_mut(KeyRef::Str("uuid")) {
+            Some(slot) => *slot = uuid,
+            None => {
+                d.insert(Key::str("uuid"), uuid);
+            }
+        }
+        drop(d);
         self.value = result;
         Ok(())
     }
@@ -407,10 +413,11 @@ mod tests {
         for (data, sent_at) in cases {
             let c = captured(&data, sent_at);
             let bytes = serde_json::to_vec(&c).unwrap();
-            let record = RecordRef::parse(&bytes).unwrap();
+            let mut text = String::new();
+            let record = RecordRef::parse(&bytes, &mut text).unwrap();
             assert_eq!(record.token(), "phc_t");
-            let mut scratch = String::new();
-            let from_bytes = HogEvent::from_record(&record, 7, &mut scratch).unwrap().to_event();
+            assert_eq!(text, c.data);
+            let from_bytes = HogEvent::from_record(&record, 7, &text).unwrap().to_event();
             let from_captured = HogEvent::from_captured(&c, 7).unwrap().to_event();
             assert_eq!(from_bytes, from_captured, "{data}");
             assert_eq!(from_bytes.timestamp, format_time(resolve_timestamp(&c, &data)), "{data}");
@@ -421,24 +428,29 @@ mod tests {
 
     #[test]
     fn unreadable_records_say_why() {
-        let mut scratch = String::new();
+        let mut text = String::new();
         let not_json = captured(&json!(null), None);
         let mut bad = serde_json::to_value(&not_json).unwrap();
         bad["data"] = json!("{\"event\": ");
         let bytes = serde_json::to_vec(&bad).unwrap();
-        let err = HogEvent::from_record(&RecordRef::parse(&bytes).unwrap(), 1, &mut scratch).err().unwrap();
+        let record = RecordRef::parse(&bytes, &mut text).unwrap();
+        let err = HogEvent::from_record(&record, 1, &text).err().unwrap();
         assert!(err.to_string().contains("`data` is not JSON: unexpected end of input at line 1 column 11"), "{err}");
         bad["data"] = json!({"event": "not in a string"});
         let bytes = serde_json::to_vec(&bad).unwrap();
-        let err = HogEvent::from_record(&RecordRef::parse(&bytes).unwrap(), 1, &mut scratch).err().unwrap();
+        let err = RecordRef::parse(&bytes, &mut text).err().unwrap();
         assert!(err.to_string().contains("not a JSON object in a string"), "{err}");
         bad["data"] = json!("[1]");
         let bytes = serde_json::to_vec(&bad).unwrap();
-        assert!(HogEvent::from_record(&RecordRef::parse(&bytes).unwrap(), 1, &mut scratch).is_err());
-        let err = |bytes: &[u8]| RecordRef::parse(bytes).err().map(|e| e.to_string()).unwrap_or_default();
+        let record = RecordRef::parse(&bytes, &mut text).unwrap();
+        assert!(HogEvent::from_record(&record, 1, &text).is_err());
+        let mut err =
+            |bytes: &[u8]| RecordRef::parse(bytes, &mut text).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err(b"{\"uuid\": 1}").contains("`uuid` is not a string"));
-        assert!(err(b"{\"uuid\": \"u\"}").contains("missing field `distinct_id`"));
+        assert!(err(b"{\"uuid\": \"u\"}").contains("missing field `data`"));
+        assert!(err(b"{\"uuid\": \"u\", \"data\": \"{}\"}").contains("missing field `distinct_id`"));
         assert!(err(b"{\"uuid\": \"u\"").contains("expected `,` or `}` at line 1 column 13"));
+        assert!(err(b"{\"data\": \"\\x\"}").contains("invalid escape at line 1 column 11"));
         assert!(err(b"\xff").contains("not UTF-8"));
         // Members it does not read, of any shape, are skipped; `sent_at` may be null.
         let mut extra = serde_json::to_value(captured(&json!({"event": "e"}), None)).unwrap();
@@ -446,7 +458,7 @@ mod tests {
         extra["sent_at"] = Json::Null;
         extra["historical_migration"] = json!(true);
         let bytes = serde_json::to_vec(&extra).unwrap();
-        let record = RecordRef::parse(&bytes).unwrap();
-        assert_eq!(HogEvent::from_record(&record, 1, &mut scratch).unwrap().text("event"), "e");
+        let record = RecordRef::parse(&bytes, &mut text).unwrap();
+        assert_eq!(HogEvent::from_record(&record, 1, &text).unwrap().text("event"), "e");
     }
 }

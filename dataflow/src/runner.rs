@@ -85,6 +85,14 @@ impl Host for LogHost {
     }
 }
 
+/// The time since `clock`, which moves to now.
+fn lap(clock: &mut Instant) -> std::time::Duration {
+    let now = Instant::now();
+    let took = now.saturating_duration_since(*clock);
+    *clock = now;
+    took
+}
+
 /// What became of one log record.
 // Returned by value and unpacked at once: boxing the event would cost an allocation per event.
 #[allow(clippy::large_enum_variant)]
@@ -298,19 +306,15 @@ impl Runner {
     /// project `team_of` gives its token; `Skipped` for a record that is not a captured event or
     /// whose token belongs to no project.
     pub fn process_record(&mut self, bytes: &[u8], team_of: impl Fn(&str) -> Option<u64>) -> Processed {
-        let record = match RecordRef::parse(bytes) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "skipping a log record that cannot be read");
-                return Processed::Skipped;
-            }
+        let mut data = std::mem::take(&mut self.scratch);
+        let event = match RecordRef::parse(bytes, &mut data) {
+            Ok(record) => team_of(record.token()).map(|team| HogEvent::from_record(&record, team, &data)),
+            Err(e) => Some(Err(e)),
         };
-        let Some(team) = team_of(record.token()) else { return Processed::Skipped };
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let event = HogEvent::from_record(&record, team, &mut scratch);
-        if scratch.capacity() <= 1 << 20 {
-            self.scratch = scratch;
+        if data.capacity() <= 1 << 20 {
+            self.scratch = data;
         }
+        let Some(event) = event else { return Processed::Skipped };
         match event {
             Ok(event) => match self.process_event(event) {
                 Some((event, routed)) => Processed::Kept(event, routed),
@@ -325,24 +329,25 @@ impl Runner {
 
     fn process_event(&mut self, mut event: HogEvent) -> Option<(Event, Vec<String>)> {
         let team = event.team_id;
+        // Each invocation's time runs from the end of the previous one (one clock read each).
+        let mut clock = Instant::now();
         if let Some(mut chain) = self.transformations.remove(&team) {
-            let kept = self.transform(&mut chain, &mut event);
+            let kept = self.transform(&mut chain, &mut event, &mut clock);
             self.transformations.insert(team, chain);
             if !kept {
                 return None;
             }
         }
-        let routed = self.route(&event);
+        let routed = self.route(&event, &mut clock);
         Some((event.to_event(), routed))
     }
 
     /// Returns false when a transformation dropped the event.
-    fn transform(&mut self, chain: &mut [Compiled], event: &mut HogEvent) -> bool {
+    fn transform(&mut self, chain: &mut [Compiled], event: &mut HogEvent, clock: &mut Instant) -> bool {
         for f in chain {
             if self.disabled.contains(&f.id) {
                 continue;
             }
-            let started = Instant::now();
             let outcome = match (&f.chunk, &f.broken) {
                 (Some(chunk), _) => {
                     if f.globals.is_none() {
@@ -370,7 +375,7 @@ impl Runner {
                     f.globals = None;
                 }
             }
-            let c = self.account(&f.id, started.elapsed(), outcome.is_err());
+            let c = self.account(&f.id, lap(clock), outcome.is_err());
             match outcome {
                 Ok(kept) => {
                     c.succeeded += 1;
@@ -392,14 +397,13 @@ impl Runner {
     }
 
     /// The enabled destinations of the event's project whose filter matches it.
-    fn route(&mut self, event: &HogEvent) -> Vec<String> {
+    fn route(&mut self, event: &HogEvent, clock: &mut Instant) -> Vec<String> {
         let Some(mut destinations) = self.destinations.remove(&event.team_id) else { return Vec::new() };
         let mut matched = Vec::new();
         for d in &mut destinations {
             if self.disabled.contains(&d.id) {
                 continue;
             }
-            let started = Instant::now();
             let outcome = match (&d.filter, &d.broken) {
                 (_, Some(broken)) => Err(broken.clone()),
                 (Some(filter), None) => {
@@ -418,7 +422,7 @@ impl Runner {
                 }
                 (None, None) => Ok(true),
             };
-            let c = self.account(&d.id, started.elapsed(), outcome.is_err());
+            let c = self.account(&d.id, lap(clock), outcome.is_err());
             match outcome {
                 Ok(true) => {
                     c.succeeded += 1;
@@ -442,7 +446,10 @@ impl Runner {
     /// Counts one invocation (and its cost for the health watcher); returns its counters.
     fn account(&mut self, id: &str, took: std::time::Duration, failed: bool) -> &mut FunctionCounters {
         self.charge(id, took, failed);
-        let c = self.counters.entry(id.to_string()).or_default();
+        if !self.counters.contains_key(id) {
+            self.counters.insert(id.to_string(), FunctionCounters::default());
+        }
+        let c = self.counters.get_mut(id).expect("inserted above");
         c.invocations += 1;
         c.record_duration(took.as_micros() as u64);
         c
@@ -455,7 +462,10 @@ impl Runner {
         if cost == 0.0 {
             return;
         }
-        let u = self.usage.entry(id.to_string()).or_default();
+        if !self.usage.contains_key(id) {
+            self.usage.insert(id.to_string(), Usage::default());
+        }
+        let u = self.usage.get_mut(id).expect("inserted above");
         u.cost += cost;
         u.failures += failed as u64;
         u.slow += slow as u64;

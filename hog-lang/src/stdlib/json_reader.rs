@@ -41,19 +41,35 @@ impl std::error::Error for JsonError {}
 pub fn read_json(text: &str) -> Result<Value, JsonError> {
     let mut r = Reader { text, b: text.as_bytes(), i: 0, depth: 0, entries: Vec::new(), scratch: String::new() };
     r.ws();
-    let v = r.value()?;
+    let v = r.value().map_err(|f| f.locate(text))?;
     r.ws();
     if r.i < r.b.len() {
-        return Err(r.error("trailing characters"));
+        return Err(r.error("trailing characters").locate(text));
     }
     Ok(v)
 }
 
 /// Reads a JSON object's members in order without building their values: `f` gets each key
 /// (decoded) and the value's text exactly as written (a string with its quotes and escapes; see
-/// [`string_literal`]). For records whose few fields are read and whose big field is decoded
-/// later, or never.
-pub fn object_members<'a>(text: &'a str, mut f: impl FnMut(Cow<'a, str>, &'a str)) -> Result<(), JsonError> {
+/// [`string_literal`]). With `decode = Some((key, out))`, the string value of that key is also
+/// decoded into `out` as it is read (one pass over it, for a record's big field); `out` is left
+/// empty when the key is missing or its value is not a string.
+pub fn object_members<'a>(
+    text: &'a str,
+    decode: Option<(&str, &mut String)>,
+    f: impl FnMut(Cow<'a, str>, &'a str),
+) -> Result<(), JsonError> {
+    members(text, decode, f).map_err(|fail| fail.locate(text))
+}
+
+fn members<'a>(
+    text: &'a str,
+    mut decode: Option<(&str, &mut String)>,
+    mut f: impl FnMut(Cow<'a, str>, &'a str),
+) -> Result<(), Fail> {
+    if let Some((_, out)) = &mut decode {
+        out.clear();
+    }
     let mut r = Reader { text, b: text.as_bytes(), i: 0, depth: 1, entries: Vec::new(), scratch: String::new() };
     r.ws();
     if r.b.get(r.i) != Some(&b'{') {
@@ -71,7 +87,7 @@ pub fn object_members<'a>(text: &'a str, mut f: impl FnMut(Cow<'a, str>, &'a str
             }
             let start = r.i;
             r.skip_string()?;
-            let key = string_literal(&text[start..r.i])?;
+            let key = string_literal(&text[start..r.i]).map_err(|_| Fail(start, "invalid escape in a key"))?;
             r.ws();
             if r.b.get(r.i) != Some(&b':') {
                 return Err(r.error("expected `:`"));
@@ -79,10 +95,19 @@ pub fn object_members<'a>(text: &'a str, mut f: impl FnMut(Cow<'a, str>, &'a str
             r.i += 1;
             r.ws();
             let start = r.i;
-            if r.b.get(r.i) == Some(&b'"') {
-                r.skip_string()?;
-            } else {
-                r.value()?;
+            match (&mut decode, r.b.get(r.i)) {
+                (Some((wanted, out)), Some(b'"')) if *wanted == &*key => {
+                    out.clear();
+                    r.i = decode_run(text, r.i + 1, out)?;
+                    if r.b.get(r.i) != Some(&b'"') {
+                        return Err(r.error("unfinished string"));
+                    }
+                    r.i += 1;
+                }
+                (_, Some(b'"')) => r.skip_string()?,
+                _ => {
+                    r.value()?;
+                }
             }
             f(key, &text[start..r.i]);
             r.ws();
@@ -124,22 +149,30 @@ pub fn string_literal(raw: &str) -> Result<Cow<'_, str>, JsonError> {
 /// into `out`, which is cleared first. Lone UTF-16 surrogates become U+FFFD.
 pub fn unescape_string(raw: &str, out: &mut String) -> Result<(), JsonError> {
     out.clear();
-    out.reserve(raw.len());
-    let b = raw.as_bytes();
-    let mut i = 0;
+    let end = decode_run(raw, 0, out).map_err(|f| f.locate(raw))?;
+    if end < raw.len() {
+        return Err(locate(raw, end, "unescaped quote in a string"));
+    }
+    Ok(())
+}
+
+/// Decodes string content from `i` into `out` up to an unescaped quote or the end of `text`;
+/// returns where it stopped.
+fn decode_run(text: &str, mut i: usize, out: &mut String) -> Result<usize, Fail> {
+    let b = text.as_bytes();
+    out.reserve(b.len().saturating_sub(i));
     loop {
         let at = special(b, i);
-        out.push_str(&raw[i..at]);
+        out.push_str(&text[i..at]);
         match b.get(at) {
-            None => return Ok(()),
+            None | Some(b'"') => return Ok(at),
             // The common escape (every quote of an event's JSON), without the general decoder.
             Some(b'\\') if b.get(at + 1) == Some(&b'"') => {
                 out.push('"');
                 i = at + 2;
             }
-            Some(b'\\') => i = escape(raw, at, out).map_err(|(at, m)| locate(raw, at, m))?,
-            Some(b'"') => return Err(locate(raw, at, "unescaped quote in a string")),
-            Some(_) => return Err(locate(raw, at, "control character in a string")),
+            Some(b'\\') => i = escape(text, at, out).map_err(|(at, m)| Fail(at, m))?,
+            Some(_) => return Err(Fail(at, "control character in a string")),
         }
     }
 }
@@ -223,6 +256,15 @@ fn locate(text: &str, at: usize, message: &str) -> JsonError {
     JsonError { message: message.to_string(), line, column }
 }
 
+/// A reading failure inside the reader: where and what (small, so results stay cheap to move).
+struct Fail(usize, &'static str);
+
+impl Fail {
+    fn locate(self, text: &str) -> JsonError {
+        locate(text, self.0, self.1)
+    }
+}
+
 struct Reader<'a> {
     text: &'a str,
     b: &'a [u8],
@@ -235,8 +277,8 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn error(&self, message: &str) -> JsonError {
-        locate(self.text, self.i, message)
+    fn error(&self, message: &'static str) -> Fail {
+        Fail(self.i, message)
     }
 
     #[inline]
@@ -246,7 +288,7 @@ impl Reader<'_> {
         }
     }
 
-    fn value(&mut self) -> Result<Value, JsonError> {
+    fn value(&mut self) -> Result<Value, Fail> {
         match self.b.get(self.i) {
             Some(b'{') => self.nested(Self::object),
             Some(b'[') => self.nested(Self::array),
@@ -260,7 +302,7 @@ impl Reader<'_> {
         }
     }
 
-    fn nested(&mut self, read: fn(&mut Self) -> Result<Value, JsonError>) -> Result<Value, JsonError> {
+    fn nested(&mut self, read: fn(&mut Self) -> Result<Value, Fail>) -> Result<Value, Fail> {
         if self.depth >= MAX_DEPTH {
             return Err(self.error("recursion limit exceeded"));
         }
@@ -270,7 +312,7 @@ impl Reader<'_> {
         v
     }
 
-    fn literal(&mut self, word: &str, v: Value) -> Result<Value, JsonError> {
+    fn literal(&mut self, word: &str, v: Value) -> Result<Value, Fail> {
         if self.b[self.i..].starts_with(word.as_bytes()) {
             self.i += word.len();
             Ok(v)
@@ -280,7 +322,7 @@ impl Reader<'_> {
     }
 
     /// Moves past the string at `"` without decoding it (escapes are checked when decoded).
-    fn skip_string(&mut self) -> Result<(), JsonError> {
+    fn skip_string(&mut self) -> Result<(), Fail> {
         self.i += 1;
         loop {
             self.i = special(self.b, self.i);
@@ -297,7 +339,7 @@ impl Reader<'_> {
     }
 
     /// A string at `"`; returns its text and moves past the closing quote.
-    fn string(&mut self) -> Result<Text, JsonError> {
+    fn string(&mut self) -> Result<Text, Fail> {
         self.i += 1;
         let start = self.i;
         self.i = special(self.b, self.i);
@@ -328,7 +370,7 @@ impl Reader<'_> {
                     out.push_str(&self.text[run..self.i]);
                     match escape(self.text, self.i, &mut out) {
                         Ok(next) => self.i = next,
-                        Err((at, m)) => break Err(locate(self.text, at, m)),
+                        Err((at, m)) => break Err(Fail(at, m)),
                     }
                     run = self.i;
                 }
@@ -340,7 +382,7 @@ impl Reader<'_> {
         result
     }
 
-    fn number(&mut self) -> Result<Value, JsonError> {
+    fn number(&mut self) -> Result<Value, Fail> {
         let start = self.i;
         let b = self.b;
         let digits = |i: &mut usize| {
@@ -403,7 +445,7 @@ impl Reader<'_> {
         }
     }
 
-    fn array(&mut self) -> Result<Value, JsonError> {
+    fn array(&mut self) -> Result<Value, Fail> {
         self.i += 1;
         let mut items = Vec::new();
         self.ws();
@@ -426,7 +468,7 @@ impl Reader<'_> {
         }
     }
 
-    fn object(&mut self) -> Result<Value, JsonError> {
+    fn object(&mut self) -> Result<Value, Fail> {
         self.i += 1;
         let mark = self.entries.len();
         let result = self.object_entries(mark);
@@ -434,7 +476,7 @@ impl Reader<'_> {
         result
     }
 
-    fn object_entries(&mut self, mark: usize) -> Result<Value, JsonError> {
+    fn object_entries(&mut self, mark: usize) -> Result<Value, Fail> {
         self.ws();
         if self.b.get(self.i) == Some(&b'}') {
             self.i += 1;
@@ -580,7 +622,7 @@ mod tests {
         fn object_members_are_what_serde_reads(text in json_text(), cut in 0usize..300) {
             let serde_members: Result<serde_json::Map<String, serde_json::Value>, _> = serde_json::from_str(&text);
             let mut members = Vec::new();
-            let ours = object_members(&text, |k, raw| members.push((k.into_owned(), raw.to_string())));
+            let ours = object_members(&text, None, |k, raw| members.push((k.into_owned(), raw.to_string())));
             match serde_members {
                 Ok(map) => {
                     prop_assert!(ours.is_ok(), "{}", text);
@@ -595,6 +637,9 @@ mod tests {
                         prop_assert_eq!(&serde_json::from_str::<serde_json::Value>(raw).unwrap(), v);
                         if let serde_json::Value::String(s) = v {
                             prop_assert_eq!(string_literal(raw).unwrap(), s.as_str());
+                            let mut decoded = String::new();
+                            object_members(&text, Some((k, &mut decoded)), |_, _| ()).unwrap();
+                            prop_assert_eq!(&decoded, s);
                         }
                     }
                 }
@@ -605,7 +650,7 @@ mod tests {
             // Cut short, it is never accepted.
             let cut = text.char_indices().map(|(i, _)| i).nth(cut % (text.chars().count().max(1))).unwrap_or(0);
             if serde_json::from_str::<serde_json::Value>(&text[..cut]).is_err() {
-                let short = object_members(&text[..cut], |_, _| ());
+                let short = object_members(&text[..cut], None, |_, _| ());
                 prop_assert!(short.is_err(), "{}", &text[..cut]);
             }
         }
@@ -628,14 +673,19 @@ mod tests {
         let e = string_literal("\"ab\\q\"").unwrap_err();
         assert_eq!((e.line, e.column), (1, 4), "{e}");
         let mut seen = Vec::new();
-        object_members(" { \"a\" : \"x\\ny\", \"b\": [1, {\"c\": null}], \"d\": -1.5e3 } ", |k, raw| {
-            seen.push((k.into_owned(), raw.to_string()))
-        })
-        .unwrap();
+        let mut decoded = String::from("old");
+        let text = " { \"a\" : \"x\\ny\", \"b\": [1, {\"c\": null}], \"d\": -1.5e3 } ";
+        object_members(text, Some(("a", &mut decoded)), |k, raw| seen.push((k.into_owned(), raw.to_string()))).unwrap();
+        assert_eq!(decoded, "x\ny");
+        object_members(text, Some(("b", &mut decoded)), |_, _| ()).unwrap();
+        assert_eq!(decoded, "", "not a string: not decoded");
+        let e = object_members("{\"a\": \"x\\qy\"}", Some(("a", &mut decoded)), |_, _| ()).unwrap_err();
+        assert_eq!((e.line, e.column, e.message.as_str()), (1, 9, "invalid escape"));
+        assert!(object_members("{\"a\": \"xy", Some(("a", &mut decoded)), |_, _| ()).is_err());
         let expected = [("a", "\"x\\ny\""), ("b", "[1, {\"c\": null}]"), ("d", "-1.5e3")];
         assert_eq!(seen, expected.map(|(k, v)| (k.to_string(), v.to_string())));
-        assert!(object_members("[1]", |_, _| {}).unwrap_err().message.contains("expected an object"));
-        assert!(object_members("{\"a\": 1} x", |_, _| {}).is_err());
+        assert!(object_members("[1]", None, |_, _| {}).unwrap_err().message.contains("expected an object"));
+        assert!(object_members("{\"a\": 1} x", None, |_, _| {}).is_err());
     }
 
     #[test]
