@@ -283,13 +283,13 @@ impl HogEvent {
         let mut url = String::with_capacity(40 + h.uuid.len());
         let _ = write!(url, "/project/{team_id}/events/{}", h.uuid);
         let value = Value::dict(Dict::Small(vec![
-            (Key::str("uuid"), Value::from(h.uuid)),
-            (Key::str("event"), field("event")),
-            (Key::str("distinct_id"), Value::from(h.distinct_id)),
-            (Key::str("properties"), properties.clone()),
-            (Key::str("elements_chain"), field("elements_chain")),
-            (Key::str("timestamp"), Value::from(timestamp)),
-            (Key::str("url"), Value::from(url)),
+            (Key::interned("uuid"), Value::from(h.uuid)),
+            (Key::interned("event"), field("event")),
+            (Key::interned("distinct_id"), Value::from(h.distinct_id)),
+            (Key::interned("properties"), properties.clone()),
+            (Key::interned("elements_chain"), field("elements_chain")),
+            (Key::interned("timestamp"), Value::from(timestamp)),
+            (Key::interned("url"), Value::from(url)),
         ]));
         drop(d);
         Ok(HogEvent { team_id, ip: h.ip.to_string(), value })

@@ -59,7 +59,7 @@ impl Globals {
         }
     }
 
-    /// Whether the run that just ended changed one of the kept containers.
+    /// Whether the run changed one of the kept containers (ask before the journal ends).
     fn spoiled(&self, vm: &Vm) -> bool {
         self.parts.iter().any(|p| vm.changed_in_journal(p))
     }
@@ -367,13 +367,13 @@ impl Runner {
                 Ok(v) => event.set_result(v).map(|()| true).map_err(|e| e.to_string()),
                 Err(e) => Err(e),
             };
+            let spoiled = f.globals.as_ref().is_some_and(|g| g.spoiled(&self.vm));
             // A failed transformation leaves the event as it was before it ran.
             self.vm.end_journal(outcome.is_ok());
-            if let Some(g) = &f.globals {
-                g.set("event", Value::Null);
-                if g.spoiled(&self.vm) {
-                    f.globals = None;
-                }
+            match &f.globals {
+                Some(_) if spoiled => f.globals = None,
+                Some(g) => g.set("event", Value::Null),
+                None => {}
             }
             let c = self.account(&f.id, lap(clock), outcome.is_err());
             match outcome {
@@ -413,9 +413,10 @@ impl Runner {
                     // Filters share the event's properties; whatever one changes is undone.
                     self.vm.begin_journal();
                     let matched = self.invoke(filter, globals).map(|v| v.truthy());
+                    let spoiled = g.spoiled(&self.vm);
                     self.vm.end_journal(false);
                     Self::clear_filter_event(g);
-                    if g.spoiled(&self.vm) {
+                    if spoiled {
                         d.globals = None;
                     }
                     matched

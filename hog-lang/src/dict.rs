@@ -89,6 +89,15 @@ impl Dict {
         }
     }
 
+    /// Removes a key, keeping the order of the others; returns its value.
+    pub fn shift_remove<'k>(&mut self, key: impl Into<KeyRef<'k>>) -> Option<Value> {
+        let key = key.into();
+        match self {
+            Dict::Small(v) => v.iter().position(|(k, _)| key_eq(k, key)).map(|i| v.remove(i).1),
+            Dict::Large(m) => m.shift_remove(&key),
+        }
+    }
+
     /// Whether the key is present.
     pub fn contains_key<'k>(&self, key: impl Into<KeyRef<'k>>) -> bool {
         self.get(key).is_some()

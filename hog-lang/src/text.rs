@@ -162,6 +162,46 @@ impl AsRef<str> for Text {
     }
 }
 
+/// Slots of each thread's cache of short texts (see [`Text::interned`]).
+const INTERNED_SLOTS: usize = 1024;
+/// Longest text [`Text::interned`] caches.
+const INTERNED_MAX_LEN: usize = 40;
+
+thread_local! {
+    static INTERNED: RefCell<Vec<Option<Text>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Text {
+    /// The text, shared with earlier calls for the same short text on this thread when it is
+    /// still in a small direct-mapped cache: for dict keys read from JSON (an event's property
+    /// names repeat from event to event), where a cache hit costs less than an allocation and
+    /// makes later key comparisons pointer comparisons. Longer texts are simply allocated.
+    pub fn interned(s: &str) -> Text {
+        if s.len() > INTERNED_MAX_LEN {
+            return Text::new(s);
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in s.as_bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let slot = (h >> 32) as usize % INTERNED_SLOTS;
+        INTERNED.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.is_empty() {
+                cache.resize(INTERNED_SLOTS, None);
+            }
+            match &cache[slot] {
+                Some(t) if &**t == s => t.clone(),
+                _ => {
+                    let t = Text::new(s);
+                    cache[slot] = Some(t.clone());
+                    t
+                }
+            }
+        })
+    }
+}
+
 impl From<&str> for Text {
     fn from(s: &str) -> Self {
         Text::new(s)
@@ -224,5 +264,22 @@ mod tests {
         });
         assert_eq!(built.as_deref(), Ok("xy"));
         assert_eq!(std::mem::size_of::<Text>(), 8);
+    }
+
+    #[test]
+    fn interned_texts_are_shared_and_always_right() {
+        let a = Text::interned("$current_url");
+        let b = Text::interned("$current_url");
+        assert_eq!(a.as_ptr(), b.as_ptr(), "a cache hit shares the text");
+        // Far more distinct texts than slots: collisions replace slots, values stay right.
+        let texts: Vec<String> = (0..5 * INTERNED_SLOTS).map(|i| format!("key{i}")).collect();
+        for _ in 0..2 {
+            for t in &texts {
+                assert_eq!(&*Text::interned(t), t.as_str());
+            }
+        }
+        let long = "x".repeat(INTERNED_MAX_LEN + 1);
+        assert_ne!(Text::interned(&long).as_ptr(), Text::interned(&long).as_ptr(), "long texts are not cached");
+        assert_eq!(&*Text::interned(""), "");
     }
 }

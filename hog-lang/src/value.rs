@@ -43,6 +43,12 @@ impl Key {
         Key::Str(Text::from(s))
     }
 
+    /// The key for a string, shared through the thread's cache of short texts
+    /// ([`Text::interned`]): for keys built again and again (an event's field names).
+    pub fn interned(s: &str) -> Key {
+        Key::Str(Text::interned(s))
+    }
+
     /// The key as a value.
     pub fn to_value(&self) -> Value {
         match self {

@@ -11,7 +11,7 @@ pub use state::{StateError, ValueState, VmState, STATE_VERSION};
 
 use crate::bytecode::{Chunk, Op, Opcode, Operand};
 use crate::stdlib::{self, Ctx, NativeFunction, StdlibError};
-use crate::value::{KeyRef, Value};
+use crate::value::{Key, KeyRef, Value};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -339,29 +339,61 @@ pub struct Vm {
     journal: Journal,
 }
 
-/// What a journaled run changed in containers that existed before it: each such container's
-/// contents as they were before its first change (saved once per run, so the journal is bounded
-/// by the size of what existed, however many assignments the program makes).
+/// What a journaled run changed in containers that existed before it. A dict's changed keys are
+/// recorded one by one (old value, or absent), which is cheap for the few assignments a
+/// transformation makes; past [`MAX_KEY_RECORDS`] a dict is saved whole instead, and an array
+/// always is, once per run. So the journal stays bounded by the size of what existed, however
+/// many assignments the program makes.
 #[derive(Default)]
 struct Journal {
     active: bool,
     epoch: u64,
     saved: Vec<Saved>,
+    /// `Saved::Key` records in this run.
+    keyed: usize,
 }
+
+/// Single-key records per run before dicts are saved whole.
+const MAX_KEY_RECORDS: usize = 64;
 
 enum Saved {
     Array(Rc<crate::value::ArrayCell>, Vec<Value>),
     Dict(Rc<crate::value::DictCell>, crate::dict::Dict),
+    /// One key of a dict before a change: its value, or `None` when it was absent.
+    Key(Rc<crate::value::DictCell>, Key, Option<Value>),
+}
+
+/// Puts one key of a dict back as it was.
+fn restore_key(d: &mut crate::dict::Dict, key: &Key, old: Option<Value>) {
+    match old {
+        Some(v) => {
+            d.insert(key.clone(), v);
+        }
+        None => {
+            d.shift_remove(key.as_ref());
+        }
+    }
 }
 
 impl Journal {
-    /// Called before `obj` is changed in place.
+    /// Called before `obj[key]` is changed in place.
     #[inline]
-    fn before_change(&mut self, obj: &Value) {
+    fn before_change(&mut self, obj: &Value, key: &Value) {
         match obj {
-            Value::Dict(d) if d.stamp_for(self.epoch) => {
-                let before = d.borrow().clone();
-                self.saved.push(Saved::Dict(d.clone(), before));
+            Value::Dict(d) if d.epoch() < self.epoch => {
+                // A dict the run did not build and has not saved whole.
+                let Some(k) = key.to_key() else { return }; // the assignment fails
+                if self.keyed < MAX_KEY_RECORDS {
+                    self.keyed += 1;
+                    let old = d.borrow().get(k.as_ref()).cloned();
+                    self.saved.push(Saved::Key(d.clone(), k, old));
+                } else {
+                    // Saved whole as it is now: undone newest first, this copy and then the
+                    // dict's earlier key records give back what it was before the run.
+                    d.stamp_for(self.epoch);
+                    let now = d.borrow().clone();
+                    self.saved.push(Saved::Dict(d.clone(), now));
+                }
             }
             Value::Array(a) | Value::Tuple(a) if a.stamp_for(self.epoch) => {
                 let before = a.borrow().clone();
@@ -400,30 +432,33 @@ impl Vm {
     }
 
     /// Journals the runs that follow until [`Vm::end_journal`]: every dict or array that exists
-    /// now has its contents saved before a program first changes it, so `end_journal(false)` puts
-    /// back exactly what was there. A pipeline hands its event to a transformation this way
-    /// instead of copying it, and restores it when the transformation fails. The cost is one
-    /// shallow copy per container actually changed.
+    /// now is recorded before a program first changes it (a dict key by key, an array whole), so
+    /// `end_journal(false)` puts back exactly what was there. A pipeline hands its event to a
+    /// transformation this way instead of copying it, and restores it when the transformation
+    /// fails. The cost is a record per changed dict key, and a shallow copy per changed array.
     pub fn begin_journal(&mut self) {
         self.end_journal(true);
         self.journal.epoch = crate::value::next_epoch();
+        self.journal.keyed = 0;
         self.journal.active = true;
     }
 
-    /// Whether the last journal saved `value` (a dict or array that existed before it began, and
-    /// that a run changed since). Valid until the next [`Vm::begin_journal`].
+    /// Whether the journal recorded a change to `value` (a dict or array that existed before it
+    /// began). Ask before [`Vm::end_journal`].
     pub fn changed_in_journal(&self, value: &Value) -> bool {
         let epoch = self.journal.epoch;
-        epoch > 0
-            && match value {
-                Value::Dict(d) => d.epoch() == epoch,
-                Value::Array(a) | Value::Tuple(a) => a.epoch() == epoch,
-                _ => false,
+        match value {
+            Value::Dict(d) => {
+                (epoch > 0 && d.epoch() == epoch)
+                    || self.journal.saved.iter().any(|s| matches!(s, Saved::Key(cell, ..) if Rc::ptr_eq(cell, d)))
             }
+            Value::Array(a) | Value::Tuple(a) => epoch > 0 && a.epoch() == epoch,
+            _ => false,
+        }
     }
 
-    /// Ends the journal: keeps the changes (`keep`) or restores every saved container, newest
-    /// first. Returns how many containers had been changed.
+    /// Ends the journal: keeps the changes (`keep`) or undoes every record, newest first. Returns
+    /// how many records it held (a changed dict key, or a container saved whole).
     pub fn end_journal(&mut self, keep: bool) -> usize {
         self.journal.active = false;
         let changed = self.journal.saved.len();
@@ -434,6 +469,7 @@ impl Vm {
                 match saved {
                     Saved::Dict(cell, before) => *cell.borrow_mut() = before,
                     Saved::Array(cell, before) => *cell.borrow_mut() = before,
+                    Saved::Key(cell, key, old) => restore_key(&mut cell.borrow_mut(), &key, old),
                 }
             }
         }
@@ -886,7 +922,7 @@ impl Vm {
                 let key = self.pop()?;
                 let obj = self.pop()?;
                 if self.journal.active {
-                    self.journal.before_change(&obj);
+                    self.journal.before_change(&obj, &key);
                 }
                 let grown = set_property(&obj, &key, value)?;
                 if grown > 0 {

@@ -330,3 +330,29 @@ fn a_journal_undoes_changes_to_what_existed_before_the_run() {
     assert_eq!(vm.end_journal(false), 0);
     assert!(event.repr().starts_with("{'name': 'c'"), "{}", event.repr());
 }
+
+/// Dicts are recorded key by key up to a bound, then saved whole; either way a rollback restores
+/// values, absent keys and key order exactly, also across the switch to a hashed dict.
+#[test]
+fn a_journal_stays_bounded_and_restores_key_order() {
+    let event = hog_lang::value::from_json(&serde_json::json!({"a": 1, "b": {"x": 1}, "c": 3}));
+    let globals = || Value::dict_from([("event", event.clone())]);
+    let before = event.repr();
+    let mut vm = Vm::new(Value::Null);
+    let mut host = CollectingHost::default();
+    let programs = [
+        // Many assignments to keys of pre-existing dicts, new keys among them.
+        "let e := event\nfor (let i := 0; i < 5000; i := i + 1) { e.a := i\ne.b.x := i\ne[f'k{i % 40}'] := i }\nreturn e",
+        // New keys past the small-dict size, then an old key changed, then a failure.
+        "let e := event\nfor (let i := 0; i < 30; i := i + 1) { e[f'n{i}'] := i }\ne.c := 'changed'\nthrow Error('x')",
+    ];
+    for source in programs {
+        let chunk = compile_chunk(source, &CompileOptions::default()).expect("compiles");
+        vm.reset(globals());
+        vm.begin_journal();
+        let _ = vm.run(chunk, &mut host);
+        let records = vm.end_journal(false);
+        assert!(records <= 64 + 2, "{records} records");
+        assert_eq!(event.repr(), before);
+    }
+}

@@ -5,7 +5,9 @@
 //! lines in memory. Two measurements, each the median of `--runs` runs:
 //! - end to end: parse each JSON line into a VRL `Value`, run the program, serialize the kept
 //!   events to JSON lines (into a reused buffer);
-//! - program alone: the same program on events parsed beforehand (in batches of 1 024, untimed).
+//! - program alone: the same program on events parsed beforehand (in batches of 1 024, untimed);
+//! - from records: as end to end, but each input is a captured-event record as hogpipe's log and
+//!   PostHog's Kafka topic hold it (the event's JSON in the string `data`), parsed first.
 //!
 //! An `abort` drops the event, as Vector's `remap` does with `drop_on_abort: true`.
 //!
@@ -84,6 +86,37 @@ fn end_to_end(vrl: &mut Vrl, lines: &[&[u8]], out: &mut Vec<u8>) -> (Duration, u
     (started.elapsed(), kept, out.len())
 }
 
+/// The fields of a captured-event record (as in hogpipe's log and PostHog's Kafka topic) that a
+/// VRL pipeline reads: the event's JSON is the string `data`, decoded then parsed.
+#[derive(serde::Deserialize)]
+struct Record<'a> {
+    #[serde(borrow)]
+    uuid: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    data: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    token: std::borrow::Cow<'a, str>,
+}
+
+/// As `end_to_end`, from captured-event records: parse the record, parse its `data` into a VRL
+/// `Value`, run the program, serialize the kept.
+fn from_records(vrl: &mut Vrl, records: &[&[u8]], out: &mut Vec<u8>) -> (Duration, usize) {
+    out.clear();
+    let mut kept = 0;
+    let started = Instant::now();
+    for bytes in records {
+        let record: Record<'_> = serde_json::from_slice(bytes).expect("generated record parses");
+        assert!(!record.uuid.is_empty() && !record.token.is_empty());
+        let value: Value = serde_json::from_str(&record.data).expect("generated JSON parses");
+        if let Some(v) = vrl.run(value) {
+            serde_json::to_writer(&mut *out, &v).expect("serialize");
+            out.push(b'\n');
+            kept += 1;
+        }
+    }
+    (started.elapsed(), kept)
+}
+
 /// The program alone on events parsed beforehand, batch by batch (parsing untimed).
 fn program_alone(vrl: &mut Vrl, lines: &[&[u8]]) -> (Duration, usize) {
     let mut total = Duration::ZERO;
@@ -145,12 +178,30 @@ fn main() {
         data.push(b'\n');
     }
     let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    // The same events as captured-event records, shaped as hogpipe's capture writes them.
+    let mut record_data = Vec::with_capacity(events * 700);
+    for (i, line) in lines.iter().enumerate() {
+        let record = serde_json::json!({
+            "uuid": format!("0193a5b0-0000-7000-8000-{i:012x}"),
+            "distinct_id": format!("user-{}", i % 10_000),
+            "ip": "127.0.0.1",
+            "data": std::str::from_utf8(line).expect("UTF-8"),
+            "now": "2026-11-25T12:00:00.000Z",
+            "token": "phc_bench_pipeline",
+        });
+        serde_json::to_writer(&mut record_data, &record).expect("serialize");
+        record_data.push(b'\n');
+    }
+    let records: Vec<&[u8]> = record_data.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
     let expected_kept = (0..events).filter(|i| i % 9 == 1).count();
 
     let mut out = Vec::with_capacity(events * 50);
-    let (mut e2e, mut alone) = (Vec::new(), Vec::new());
-    let (mut kept_e2e, mut kept_alone, mut out_bytes) = (0, 0, 0);
+    let (mut e2e, mut alone, mut recs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut kept_e2e, mut kept_alone, mut kept_recs, mut out_bytes) = (0, 0, 0, 0);
     for _ in 0..runs {
+        let (d, k) = from_records(&mut vrl, &records, &mut out);
+        recs.push(d);
+        kept_recs = k;
         let (d, k, b) = end_to_end(&mut vrl, &lines, &mut out);
         e2e.push(d);
         (kept_e2e, out_bytes) = (k, b);
@@ -160,9 +211,10 @@ fn main() {
     }
     assert_eq!(kept_e2e, expected_kept, "end to end kept the wrong number of events");
     assert_eq!(kept_alone, expected_kept, "program alone kept the wrong number of events");
+    assert_eq!(kept_recs, expected_kept, "from records kept the wrong number of events");
     let sample = out.split(|&b| b == b'\n').next().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
 
-    let (e2e, alone) = (median(e2e).as_secs_f64(), median(alone).as_secs_f64());
+    let (e2e, alone, recs) = (median(e2e).as_secs_f64(), median(alone).as_secs_f64(), median(recs).as_secs_f64());
     let n = events as f64;
     if json {
         println!(
@@ -176,6 +228,7 @@ fn main() {
                 "output_bytes": out_bytes,
                 "end_to_end": {"seconds": e2e, "events_per_second": n / e2e, "us_per_event": e2e * 1e6 / n},
                 "program_alone": {"seconds": alone, "events_per_second": n / alone, "us_per_event": alone * 1e6 / n},
+                "from_records": {"seconds": recs, "events_per_second": n / recs, "us_per_event": recs * 1e6 / n},
                 "sample_output": sample,
             })
         );
@@ -184,6 +237,7 @@ fn main() {
         println!("{:<48} {:>12} {:>10}", "what", "events/s", "µs/event");
         println!("{:<48} {:>12.0} {:>10.3}", "end to end (parse + program + serialize kept)", n / e2e, e2e * 1e6 / n);
         println!("{:<48} {:>12.0} {:>10.3}", "program alone (events already parsed)", n / alone, alone * 1e6 / n);
+        println!("{:<48} {:>12.0} {:>10.3}", "from captured-event records (+ record parse)", n / recs, recs * 1e6 / n);
         println!("kept {kept_e2e} of {events} (expected {expected_kept})");
         println!("first kept: {sample}");
     }

@@ -292,7 +292,7 @@ impl Reader<'_> {
         match self.b.get(self.i) {
             Some(b'{') => self.nested(Self::object),
             Some(b'[') => self.nested(Self::array),
-            Some(b'"') => Ok(Value::Str(self.string()?)),
+            Some(b'"') => Ok(Value::Str(self.string(false)?)),
             Some(b't') => self.literal("true", Value::Bool(true)),
             Some(b'f') => self.literal("false", Value::Bool(false)),
             Some(b'n') => self.literal("null", Value::Null),
@@ -338,14 +338,16 @@ impl Reader<'_> {
         }
     }
 
-    /// A string at `"`; returns its text and moves past the closing quote.
-    fn string(&mut self) -> Result<Text, Fail> {
+    /// A string at `"`; returns its text and moves past the closing quote. Keys without escapes
+    /// come from the thread's cache of short texts (`Text::interned`).
+    fn string(&mut self, key: bool) -> Result<Text, Fail> {
         self.i += 1;
         let start = self.i;
         self.i = special(self.b, self.i);
         match self.b.get(self.i) {
             Some(b'"') => {
-                let t = Text::from(&self.text[start..self.i]);
+                let text = &self.text[start..self.i];
+                let t = if key { Text::interned(text) } else { Text::from(text) };
                 self.i += 1;
                 return Ok(t);
             }
@@ -490,7 +492,7 @@ impl Reader<'_> {
             if self.b.get(self.i) != Some(&b'"') {
                 return Err(self.error("expected a string key"));
             }
-            let k = self.string()?;
+            let k = self.string(true)?;
             self.ws();
             if self.b.get(self.i) != Some(&b':') {
                 return Err(self.error("expected `:`"));
