@@ -276,6 +276,8 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
         };
         let mut summary = Summary::default();
         let mut epoch = 0u64;
+        // Records read in a round (kept between rounds for its capacity).
+        let mut batch: Vec<Vec<u8>> = Vec::new();
         let mut drain_until: Option<std::time::Instant> = None;
         loop {
             if stopped() {
@@ -295,7 +297,6 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
             }
             runner.borrow_mut().refresh_health();
             let mut next = positions.clone();
-            let mut batch = Vec::new();
             let mut read_failed = false;
             let mut round_read = 0u64;
             for (i, &p) in owned.iter().enumerate() {
@@ -316,6 +317,7 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
             }
             if read_failed {
                 // Nothing of this round was sent: read it again after a pause.
+                batch.clear();
                 std::thread::sleep(Duration::from_millis(500));
                 continue;
             }
@@ -324,7 +326,7 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
             if idle && (matches!(until, Until::CaughtUp) || stopped()) {
                 break;
             }
-            for e in batch {
+            for e in batch.drain(..) {
                 input.send(e);
             }
             epoch += 1;

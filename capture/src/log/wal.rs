@@ -251,7 +251,7 @@ impl Wal {
     /// starts. Every record's checksum is verified.
     pub fn read(&self, partition: u32, from_offset: u64, max_records: usize) -> Result<Vec<StoredRecord>, LogError> {
         let part = self.partition(partition)?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(max_records.min(4096));
         let mut next = from_offset;
         while out.len() < max_records {
             // Find the segment and the index entry under the lock, read without it.

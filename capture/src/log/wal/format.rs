@@ -149,6 +149,15 @@ pub(crate) enum Step<'a> {
     Bad { pos: u64, why: BadRecord },
 }
 
+thread_local! {
+    /// The buffer of this thread's last scanner, kept for the next: a reader polls the log in
+    /// rounds, and a fresh zeroed buffer each round costs page faults.
+    static SCAN_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Largest scanner buffer kept for reuse.
+const KEPT_BUFFER: usize = 4 << 20;
+
 /// Reads records from `[pos, limit)` of a file with positional reads through one reusable buffer.
 pub(crate) struct Scanner<'f> {
     file: &'f File,
@@ -166,7 +175,9 @@ impl<'f> Scanner<'f> {
     /// is larger).
     pub(crate) fn new(file: &'f File, pos: u64, limit: u64, chunk: usize) -> Scanner<'f> {
         let want = limit.saturating_sub(pos).min(chunk as u64) as usize;
-        Scanner { file, buf: vec![0u8; want.max(FRAME_LEN + MIN_BODY)], buf_pos: pos, start: 0, end: 0, limit }
+        let mut buf = SCAN_BUFFER.with(std::cell::Cell::take);
+        buf.resize(want.max(FRAME_LEN + MIN_BODY), 0);
+        Scanner { file, buf, buf_pos: pos, start: 0, end: 0, limit }
     }
 
     /// File position of the next record.
@@ -246,6 +257,15 @@ impl<'f> Scanner<'f> {
         let key_start = rec_start + FRAME_LEN + MIN_BODY;
         let (key, value) = self.buf[key_start..rec_start + size as usize].split_at(key_len);
         Ok(Step::Record(RecordView { pos, size, offset, timestamp_ms, key, value }))
+    }
+}
+
+impl Drop for Scanner<'_> {
+    fn drop(&mut self) {
+        if self.buf.capacity() <= KEPT_BUFFER {
+            let buf = std::mem::take(&mut self.buf);
+            SCAN_BUFFER.with(|b| b.set(buf));
+        }
     }
 }
 
