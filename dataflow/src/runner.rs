@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hog_lang::bytecode::decode_json_text;
-use hog_lang::value::{from_json, KeyRef};
+use hog_lang::dict::Dict;
+use hog_lang::value::{from_json, Key, KeyRef};
 use hog_lang::vm::Limits;
 use hog_lang::{Chunk, Host, Outcome, Value, Vm};
 use serde_json::Value as Json;
@@ -47,7 +48,8 @@ impl Globals {
         let parts =
             entries.iter().filter(|(_, v)| matches!(v, Value::Dict(_) | Value::Array(_))).map(|(_, v)| v.clone());
         let parts = parts.collect();
-        Globals { dict: Value::dict_from(entries), parts }
+        let entries = entries.into_iter().map(|(k, v)| (Key::interned(k), v)).collect();
+        Globals { dict: Value::dict(Dict::Small(entries)), parts }
     }
 
     /// Replaces the value of one of the keys it was built with.

@@ -565,7 +565,9 @@ pub fn decode(
             Opcode::TRUE => (Op::True, 1),
             Opcode::FALSE => (Op::False, 1),
             Opcode::NULL => (Op::Null, 1),
-            Opcode::STRING => (Op::Str(crate::value::Text::from(&*string(1)?)), 2),
+            // Interned: property and global names then compare by pointer with the same keys of
+            // events read on this thread (see `Text::interned`).
+            Opcode::STRING => (Op::Str(crate::value::Text::interned(&string(1)?)), 2),
             // PostHog's VM pushes the operand as it is; its compiler writes booleans here too.
             Opcode::INTEGER | Opcode::FLOAT => match operand(1)? {
                 Item::Int(n) => (Op::Num(*n as f64), 2),

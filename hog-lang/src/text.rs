@@ -171,6 +171,21 @@ thread_local! {
     static INTERNED: RefCell<Vec<Option<Text>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// A quick hash of a short byte string (its first and last eight bytes and its length, mixed by
+/// multiplication): enough to spread keys over the cache's slots, where a collision only costs an
+/// allocation.
+#[inline]
+fn short_hash(b: &[u8]) -> u64 {
+    let word = |at: usize, n: usize| {
+        let mut w = [0u8; 8];
+        w[..n].copy_from_slice(&b[at..at + n]);
+        u64::from_le_bytes(w)
+    };
+    let (head, tail) = if b.len() >= 8 { (word(0, 8), word(b.len() - 8, 8)) } else { (word(0, b.len()), 0) };
+    let h = (head ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ tail.rotate_left(29);
+    (h ^ b.len() as u64).wrapping_mul(0x94d0_49bb_1331_11eb)
+}
+
 impl Text {
     /// The text, shared with earlier calls for the same short text on this thread when it is
     /// still in a small direct-mapped cache: for dict keys read from JSON (an event's property
@@ -180,11 +195,7 @@ impl Text {
         if s.len() > INTERNED_MAX_LEN {
             return Text::new(s);
         }
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for &b in s.as_bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        let slot = (h >> 32) as usize % INTERNED_SLOTS;
+        let slot = (short_hash(s.as_bytes()) >> 32) as usize % INTERNED_SLOTS;
         INTERNED.with(|cache| {
             let mut cache = cache.borrow_mut();
             if cache.is_empty() {
