@@ -226,58 +226,64 @@ pub(crate) fn next_epoch() -> u64 {
 #[derive(Debug, Default)]
 pub struct ArrayCell {
     items: RefCell<Vec<Value>>,
-    /// Epoch of creation, or of the last journal save (see `stamp_for`).
-    epoch: Cell<u64>,
+    stamp: Stamp,
 }
 
 /// The shared, mutable storage of a dict (derefs to its `RefCell`); dropped like `ArrayCell`.
 #[derive(Debug, Default)]
 pub struct DictCell {
     entries: RefCell<Dict>,
-    /// Epoch of creation, or of the last journal save (see `stamp_for`).
-    epoch: Cell<u64>,
+    stamp: Stamp,
 }
 
-impl ArrayCell {
-    /// Storage holding these items.
-    pub fn new(items: Vec<Value>) -> Self {
-        ArrayCell { items: RefCell::new(items), epoch: Cell::new(current_epoch()) }
-    }
+/// A container's journal epoch: when it was created, or last saved whole by a journal.
+#[derive(Debug)]
+pub(crate) struct Stamp(Cell<u64>);
 
-    /// The epoch it was created in, or last saved by a journal in.
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.get()
+impl Default for Stamp {
+    fn default() -> Self {
+        Stamp(Cell::new(current_epoch()))
+    }
+}
+
+impl Stamp {
+    /// The epoch.
+    pub(crate) fn get(&self) -> u64 {
+        self.0.get()
     }
 
     /// True the first time it is asked in `epoch` about a container older than `epoch` (whose
     /// contents a journal must then save before the first change); stamps the container.
     pub(crate) fn stamp_for(&self, epoch: u64) -> bool {
-        let older = self.epoch.get() < epoch;
+        let older = self.0.get() < epoch;
         if older {
-            self.epoch.set(epoch);
+            self.0.set(epoch);
         }
         older
+    }
+}
+
+impl ArrayCell {
+    /// Storage holding these items.
+    pub fn new(items: Vec<Value>) -> Self {
+        ArrayCell { items: RefCell::new(items), stamp: Stamp::default() }
+    }
+
+    /// Its journal epoch.
+    pub(crate) fn stamp(&self) -> &Stamp {
+        &self.stamp
     }
 }
 
 impl DictCell {
     /// Storage holding this dict.
     pub fn new(d: Dict) -> Self {
-        DictCell { entries: RefCell::new(d), epoch: Cell::new(current_epoch()) }
+        DictCell { entries: RefCell::new(d), stamp: Stamp::default() }
     }
 
-    /// As [`ArrayCell::epoch`].
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.get()
-    }
-
-    /// As [`ArrayCell::stamp_for`].
-    pub(crate) fn stamp_for(&self, epoch: u64) -> bool {
-        let older = self.epoch.get() < epoch;
-        if older {
-            self.epoch.set(epoch);
-        }
-        older
+    /// Its journal epoch.
+    pub(crate) fn stamp(&self) -> &Stamp {
+        &self.stamp
     }
 }
 

@@ -380,7 +380,7 @@ impl Journal {
     #[inline]
     fn before_change(&mut self, obj: &Value, key: &Value) {
         match obj {
-            Value::Dict(d) if d.epoch() < self.epoch => {
+            Value::Dict(d) if d.stamp().get() < self.epoch => {
                 // A dict the run did not build and has not saved whole.
                 let Some(k) = key.to_key() else { return }; // the assignment fails
                 if self.keyed < MAX_KEY_RECORDS {
@@ -390,12 +390,12 @@ impl Journal {
                 } else {
                     // Saved whole as it is now: undone newest first, this copy and then the
                     // dict's earlier key records give back what it was before the run.
-                    d.stamp_for(self.epoch);
+                    d.stamp().stamp_for(self.epoch);
                     let now = d.borrow().clone();
                     self.saved.push(Saved::Dict(d.clone(), now));
                 }
             }
-            Value::Array(a) | Value::Tuple(a) if a.stamp_for(self.epoch) => {
+            Value::Array(a) | Value::Tuple(a) if a.stamp().stamp_for(self.epoch) => {
                 let before = a.borrow().clone();
                 self.saved.push(Saved::Array(a.clone(), before));
             }
@@ -449,10 +449,10 @@ impl Vm {
         let epoch = self.journal.epoch;
         match value {
             Value::Dict(d) => {
-                (epoch > 0 && d.epoch() == epoch)
+                (epoch > 0 && d.stamp().get() == epoch)
                     || self.journal.saved.iter().any(|s| matches!(s, Saved::Key(cell, ..) if Rc::ptr_eq(cell, d)))
             }
-            Value::Array(a) | Value::Tuple(a) => epoch > 0 && a.epoch() == epoch,
+            Value::Array(a) | Value::Tuple(a) => epoch > 0 && a.stamp().get() == epoch,
             _ => false,
         }
     }

@@ -110,14 +110,8 @@ fn members<'a>(
                 }
             }
             f(key, &text[start..r.i]);
-            r.ws();
-            match r.b.get(r.i) {
-                Some(b',') => r.i += 1,
-                Some(b'}') => {
-                    r.i += 1;
-                    break;
-                }
-                _ => return Err(r.error("expected `,` or `}`")),
+            if r.object_ends()? {
+                break;
             }
         }
     }
@@ -321,6 +315,18 @@ impl Reader<'_> {
         }
     }
 
+    /// After an object member: true at the closing `}`, false at `,` (both consumed).
+    fn object_ends(&mut self) -> Result<bool, Fail> {
+        self.ws();
+        let end = match self.b.get(self.i) {
+            Some(b',') => false,
+            Some(b'}') => true,
+            _ => return Err(self.error("expected `,` or `}`")),
+        };
+        self.i += 1;
+        Ok(end)
+    }
+
     /// Moves past the string at `"` without decoding it (escapes are checked when decoded).
     fn skip_string(&mut self) -> Result<(), Fail> {
         self.i += 1;
@@ -521,14 +527,8 @@ impl Reader<'_> {
                     }
                 }
             }
-            self.ws();
-            match self.b.get(self.i) {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    break;
-                }
-                _ => return Err(self.error("expected `,` or `}`")),
+            if self.object_ends()? {
+                break;
             }
         }
         let mut d = match large {
