@@ -98,6 +98,12 @@ fn migrations_are_recorded_once() {
         count(&w, "SELECT count() FROM events WHERE team_id = 29 AND `mat_$browser` = visitParamExtractString(properties, '$browser') AND `mat_$browser` != ''"),
         6
     );
+    // Event names are stored as LowCardinality and read back as the strings written.
+    assert_eq!(
+        count(&w, "SELECT count() FROM system.columns WHERE table = 'events' AND name = 'event' AND type = 'LowCardinality(String)'"),
+        1
+    );
+    assert_eq!(count(&w, "SELECT count() FROM events WHERE team_id = 29 AND event = '$pageview'"), 2);
 }
 
 #[test]

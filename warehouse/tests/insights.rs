@@ -602,12 +602,14 @@ fn funnels_on_chdb_agree_with_window_funnel_on_random_events() {
         parts.join(" AND ")
     };
     type Step = (Option<&'static str>, Option<&'static str>);
-    let cases: [&[Step]; 5] = [
+    let cases: [&[Step]; 7] = [
+        &[(Some("a"), None), (Some("b"), None)],
         &[(Some("a"), None), (Some("b"), None), (Some("c"), None)],
         &[(Some("a"), None), (Some("b"), None), (Some("a"), None)],
         &[(Some("a"), None), (None, None), (Some("c"), None)],
         &[(Some("a"), Some("x")), (Some("a"), Some("y")), (Some("b"), None)],
         &[(Some("a"), None), (Some("b"), None), (Some("c"), None), (Some("d"), None)],
+        &[(Some("a"), None), (Some("b"), None), (Some("a"), None), (Some("c"), None), (Some("b"), None)],
     ];
     // Two days, and 27 years: with four steps the long range packs entries into 64 bits.
     let ranges = [("2026-11-19", "2026-11-21"), ("2000-01-01", "2026-11-21")];

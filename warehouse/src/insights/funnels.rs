@@ -4,10 +4,10 @@
 //! The furthest step per person follows ClickHouse's `windowFunnel` (whole seconds; a step counts
 //! when it comes at or after the previous step and at most the window after the step 1 that
 //! started its chain; the latest start is kept). On old servers (18.16) `windowFunnel` itself
-//! computes it. On modern ones (chDB) the same rule runs on arrays, 20–30 % faster there:
-//! each person's matching events are packed as `seconds since the range start << bits | step`
-//! (UInt32 when it fits) into one sorted array, and for each step an `arrayFill` carries forward the start of the
-//! latest valid chain (see [`modern_level`]).
+//! computes it. On modern ones (chDB) the same rule runs on arrays, faster there: each person's
+//! matching events are packed as `seconds since the range start << bits | step` (UInt32 when it
+//! fits) into one sorted array, in which the earliest chain from each step-1, step-2 pair is
+//! followed with `arrayReverseFill` (see [`modern_level`]).
 //!
 //! Funnels read `events` without `FINAL`: a re-delivered event repeats a (person, second, step)
 //! entry already there, which changes no person's furthest step, so merging duplicates away
@@ -242,22 +242,34 @@ pub(crate) fn run(ctx: &Ctx, q: FunnelsQuery) -> Result<Value, InsightError> {
 }
 
 /// The furthest step of one person (an aggregate expression over the person's rows), with
-/// `windowFunnel`'s rule computed on arrays (modern ClickHouse: `arrayFill`).
+/// `windowFunnel`'s rule computed on arrays (modern ClickHouse).
 ///
 /// Each matching event becomes `entry = (second - from + 1) << bits | step` (1-based step), so
 /// sorting the person's entries orders them by time, and within a second by step, as
 /// `windowFunnel` orders its events. When every step names a different event, a row matches one
-/// step and makes one entry; otherwise a row makes one entry per step it matches. Then, for the
-/// entries in order, `c1` is the start of the latest step-1 event so far, `v_k` marks step-k
-/// entries within the window of `c_{k-1}`, and `c_k` carries the chain start of the latest such
-/// entry forward. A person reached step k when some `v_k` holds.
+/// step and makes one entry; otherwise a row makes one entry per step it matches.
+///
+/// `windowFunnel` keeps the latest start of each step's chain, so a person reached step k ≥ 2
+/// exactly when the sorted entries hold a chain of step 1, step 2, …, step k entries in that
+/// order whose last entry is at most the window after its first. If one exists, so does one that
+/// starts at a step-1 entry `p` followed by a step-2 entry `s` with no step-1 or step-2 entry
+/// between them (a later start and an earlier step 2 only help) and then takes the first step-3
+/// entry after `s`, the first step-4 entry after that, and so on. So: `_funnel_f` keeps the
+/// step-1 and step-2 entries, `_funnel_p` holds for each step-2 entry the entry before it in
+/// `_funnel_f` (a step-1 entry where the pair is such a `p`, `s`), and for step k a chain of
+/// `arrayReverseFill`s (steps k, k − 1, …, 3) gives at each step-2 entry the end of the earliest
+/// chain from it. Step 1, usually the most frequent event, needs no fill, and the later steps'
+/// fills have few runs: on the arrays of `hogpipe bench query`'s funnel the work after the sort
+/// fell from ~80 to ~45 ms of CPU against carrying each step's chain start forward with
+/// `arrayFill`.
 fn modern_level(steps: &[String], series: &[super::EventsNode], window: u64, from: i64, span: u64) -> String {
     let n = steps.len();
     let bits = usize::BITS - n.leading_zeros();
     let radix = 1u64 << bits;
-    // Seconds since `from` plus one (0 means "no chain"), shifted. Entries are UInt32 when the
-    // range allows (the whole entry is converted: ClickHouse widens `UInt32 * UInt8` to UInt64),
-    // which measured ~8 % faster than UInt64 on the 3-step benchmark funnel.
+    // Seconds since `from` plus one (no entry is 0, which stands for no step), shifted. Entries
+    // are UInt32 when the range allows (the whole entry is converted: ClickHouse widens
+    // `UInt32 * UInt8` to UInt64), which measured ~8 % faster than UInt64 on the 3-step benchmark
+    // funnel.
     let wide = (span + 2).checked_mul(radix).is_none_or(|max| max > u64::from(u32::MAX));
     let int = if wide { "toUInt64" } else { "toUInt32" };
     let offset = format!("toUInt64(toUInt32(toDateTime(timestamp)) - {from} + 1) * {radix}");
@@ -274,26 +286,41 @@ fn modern_level(steps: &[String], series: &[super::EventsNode], window: u64, fro
             steps.iter().enumerate().map(|(i, c)| format!("if({c}, {int}({offset} + {}), {int}(0))", i + 1)).collect();
         format!("groupArrayArray(arrayFilter(x -> x != 0, [{}]))", each.join(", "))
     };
-    // Each array is named where it is first built (ClickHouse aliases are query-wide) and then
-    // used by name.
-    let a = "_funnel_entries";
-    let start = |x: &str| format!("intDiv({x}, {radix})");
-    let mut reached = vec![format!("arrayExists(x -> x % {radix} = 1, (arraySort({entries}) AS {a}))")];
-    // c1: start of the latest step 1 at or before each entry.
-    let mut chain =
-        format!("(arrayFill(x -> x > 0, arrayMap(x -> if(x % {radix} = 1, {}, 0), {a})) AS _funnel_c1)", start("x"));
-    for k in 2..=n {
-        let valid = format!(
-            "(arrayMap((x, c) -> x % {radix} = {k} AND c > 0 AND {} <= c + {window}, {a}, {chain}) AS _funnel_v{k})",
-            start("x")
-        );
-        reached.push(format!("arrayExists(v -> v, {valid})"));
-        chain = format!(
-            "(arrayFill(x -> x > 0, arrayMap((v, c) -> if(v, c, 0), _funnel_v{k}, _funnel_c{})) AS _funnel_c{k})",
-            k - 1
-        );
+    // `arrayReverseFill` keeps the last element as it is, so in a chain of two fills or more (four
+    // steps or more) a last step-k entry would pass back as a step-(k-1) one: a trailing 0 (no
+    // step) ends every chain instead.
+    let sorted =
+        if n >= 4 { format!("arrayPushBack(arraySort({entries}), 0)") } else { format!("arraySort({entries})") };
+    // Each array is named where it is built (ClickHouse aliases are query-wide; the multiIf arms
+    // may use a name before the arm that defines it) and then used by name.
+    let e = "_funnel_entries";
+    let p = format!(
+        "(arrayFilter((p, x) -> x % {radix} = 2, \
+           arrayShiftRight((arrayFilter(x -> x % {radix} <= 2, ({sorted} AS {e})) AS _funnel_f), 1), _funnel_f) \
+         AS _funnel_p)"
+    );
+    // Step k is reached when a pair `p`, `s` has an end within the window: `end - p <= window <<
+    // bits + k - 1` compares the seconds, as `end` carries step k and `p` step 1.
+    let within = |k: u64| radix * window + k - 1;
+    let mut reached = vec![
+        format!("arrayExists(x -> x % {radix} = 1, {e})"),
+        format!(
+            "arrayExists((p, s) -> p % {radix} = 1 AND s <= p + {}, {p}, arrayFilter(x -> x % {radix} = 2, _funnel_f))",
+            within(2)
+        ),
+    ];
+    for k in 3..=n as u64 {
+        let mut end = format!("arrayReverseFill(x -> x % {radix} = {k}, {e})");
+        for j in (3..k).rev() {
+            end = format!("arrayReverseFill((v, x) -> x % {radix} = {j}, {end}, {e})");
+        }
+        reached.push(format!(
+            "arrayExists((p, b) -> p % {radix} = 1 AND b % {radix} = {k} AND b <= p + {}, _funnel_p, \
+             arrayFilter((v, x) -> x % {radix} = 2, {end}, {e}))",
+            within(k)
+        ));
     }
-    // The furthest step first; the aliases are defined in `reached` order, which ClickHouse allows.
+    // The furthest step first.
     let arms: Vec<String> = reached.iter().enumerate().rev().map(|(i, r)| format!("{r}, {}", i + 1)).collect();
     format!("multiIf({}, 0)", arms.join(", "))
 }
