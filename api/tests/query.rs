@@ -88,6 +88,8 @@ async fn query_route_on_chdb() {
     assert_eq!(out["columns"], json!(["b", "count()"]));
     assert_eq!(out["results"], json!([["Chrome", 3], ["Safari", 3]]), "counts are numbers, only team 1's rows");
     assert_eq!(out["types"][1], "UInt64");
+    let (s, out) = post(&state, 1, KEY_1, hogql("SELECT event FROM events LIMIT 1")).await;
+    assert_eq!((s, out["types"].clone()), (StatusCode::OK, json!(["String"])), "the storage type is not shown: {out}");
 
     let (s, out) = post(&state, 1, KEY_1, hogql("SELECT count() FROM events WHERE team_id = 2 OR 1 = 1")).await;
     assert_eq!((s, out["results"].clone()), (StatusCode::OK, json!([[6]])), "{out}");

@@ -49,6 +49,28 @@ pub struct QueryOut {
     pub hogql: String,
 }
 
+/// A column type as the API reports it: without `LowCardinality(…)`, a storage choice of the
+/// warehouse (event names are stored so) that changes nothing about the values.
+fn public_type(t: &str) -> String {
+    const WRAPPER: &str = "LowCardinality(";
+    let mut out = t.to_string();
+    while let Some(at) = out.find(WRAPPER) {
+        let inner = at + WRAPPER.len();
+        let mut depth = 1;
+        let close = out[inner..].char_indices().find_map(|(i, c)| {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
+            }
+            (depth == 0).then_some(inner + i)
+        });
+        let Some(close) = close else { break };
+        out = format!("{}{}{}", &out[..at], &out[inner..close], &out[close + 1..]);
+    }
+    out
+}
+
 /// 64-bit integers arrive from ClickHouse as strings; numbers in the answer are numbers.
 fn numbers(types: &[String], rows: &mut [Vec<Value>]) {
     let integer = |t: &str| {
@@ -127,8 +149,9 @@ pub async fn query(
             };
             let sql = hogql::translate(&text, &ctx).map_err(|e| ApiError::invalid("query.query", e.to_string()))?;
             let mut rows = warehouse.query(&sql).map_err(warehouse_error)?;
-            numbers(&rows.types, &mut rows.results);
-            Ok(QueryOut { columns: rows.columns, types: rows.types, results: rows.results, hogql: text })
+            let types: Vec<String> = rows.types.iter().map(|t| public_type(t)).collect();
+            numbers(&types, &mut rows.results);
+            Ok(QueryOut { columns: rows.columns, types, results: rows.results, hogql: text })
         })
         .await?;
         return serde_json::to_value(out).map(Json).map_err(ApiError::internal);
@@ -142,4 +165,18 @@ pub async fn query(
     })
     .await?;
     Ok(Json(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::public_type;
+
+    #[test]
+    fn storage_wrappers_are_not_reported() {
+        assert_eq!(public_type("LowCardinality(String)"), "String");
+        assert_eq!(public_type("Array(LowCardinality(Nullable(String)))"), "Array(Nullable(String))");
+        assert_eq!(public_type("Map(LowCardinality(String), UInt64)"), "Map(String, UInt64)");
+        assert_eq!(public_type("UInt64"), "UInt64");
+        assert_eq!(public_type("LowCardinality(String"), "LowCardinality(String", "malformed: as is");
+    }
 }
