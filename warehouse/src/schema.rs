@@ -152,6 +152,16 @@ const LOW_CARDINALITY_VERSION: u32 = 6;
 /// The newest schema version.
 pub const SCHEMA_VERSION: u32 = LOW_CARDINALITY_VERSION;
 
+/// Records an applied migration (`name` is ours, never user text).
+fn record(backend: &dyn Backend, version: u32, name: &str, applied: &mut Vec<u32>) -> Result<(), WarehouseError> {
+    backend.execute_everywhere(&format!(
+        "INSERT INTO hogpipe_migrations (version, name, applied_at) VALUES ({version}, '{name}', now())"
+    ))?;
+    tracing::info!(version, name, "warehouse migration applied");
+    applied.push(version);
+    Ok(())
+}
+
 /// Applies every migration newer than the recorded version; returns the versions applied.
 pub fn migrate(backend: &dyn Backend, dialect: Dialect, layout: &Layout) -> Result<Vec<u32>, WarehouseError> {
     backend.execute_everywhere(
@@ -185,12 +195,7 @@ pub fn migrate(backend: &dyn Backend, dialect: Dialect, layout: &Layout) -> Resu
                 ))?;
             }
         }
-        backend.execute_everywhere(&format!(
-            "INSERT INTO hogpipe_migrations (version, name, applied_at) VALUES ({version}, 'create {}', now())",
-            table.name
-        ))?;
-        tracing::info!(version, table = table.name, "warehouse migration applied");
-        applied.push(*version);
+        record(backend, *version, &format!("create {}", table.name), &mut applied)?;
     }
     if current < MATERIALIZED_VERSION {
         // Stored on each node's table; a cluster's Distributed table computes the same value
@@ -208,12 +213,7 @@ pub fn migrate(backend: &dyn Backend, dialect: Dialect, layout: &Layout) -> Resu
                 ))?;
             }
         }
-        backend.execute_everywhere(&format!(
-            "INSERT INTO hogpipe_migrations (version, name, applied_at) VALUES ({MATERIALIZED_VERSION}, \
-             'materialize hot event properties', now())"
-        ))?;
-        tracing::info!(version = MATERIALIZED_VERSION, "warehouse migration applied: materialized event properties");
-        applied.push(MATERIALIZED_VERSION);
+        record(backend, MATERIALIZED_VERSION, "materialize hot event properties", &mut applied)?;
     }
     if current < LOW_CARDINALITY_VERSION {
         // A column of the sort key may change to LowCardinality of its type (same order); the
@@ -226,12 +226,7 @@ pub fn migrate(backend: &dyn Backend, dialect: Dialect, layout: &Layout) -> Resu
         for table in tables {
             backend.execute_everywhere(&format!("ALTER TABLE {table} MODIFY COLUMN event LowCardinality(String)"))?;
         }
-        backend.execute_everywhere(&format!(
-            "INSERT INTO hogpipe_migrations (version, name, applied_at) VALUES ({LOW_CARDINALITY_VERSION}, \
-             'event names as LowCardinality', now())"
-        ))?;
-        tracing::info!(version = LOW_CARDINALITY_VERSION, "warehouse migration applied: event names as LowCardinality");
-        applied.push(LOW_CARDINALITY_VERSION);
+        record(backend, LOW_CARDINALITY_VERSION, "event names as LowCardinality", &mut applied)?;
     }
     Ok(applied)
 }
