@@ -132,6 +132,14 @@ fn whole_i64(n: f64) -> Option<i64> {
     (n.fract() == 0.0 && (-9.223_372_036_854_775e18..9.223_372_036_854_775e18).contains(&n)).then_some(n as i64)
 }
 
+/// A string field of an event dict, shared; an empty string when absent or not a string.
+fn string_field(d: &Dict, key: &str) -> Value {
+    match d.get(KeyRef::Str(key)) {
+        Some(v @ Value::Str(_)) => v.clone(),
+        _ => Value::from(""),
+    }
+}
+
 fn text_of(d: &Dict, key: &str) -> Option<String> {
     match d.get(KeyRef::Str(key)) {
         Some(Value::Str(s)) => Some(s.to_string()),
@@ -276,18 +284,14 @@ impl HogEvent {
                 }
             }
         }
-        let field = |key: &str| match d.get(KeyRef::Str(key)) {
-            Some(v @ Value::Str(_)) => v.clone(),
-            _ => Value::from(""),
-        };
         let mut url = String::with_capacity(40 + h.uuid.len());
         let _ = write!(url, "/project/{team_id}/events/{}", h.uuid);
         let value = Value::dict(Dict::Small(vec![
             (Key::interned("uuid"), Value::from(h.uuid)),
-            (Key::interned("event"), field("event")),
+            (Key::interned("event"), string_field(&d, "event")),
             (Key::interned("distinct_id"), Value::from(h.distinct_id)),
             (Key::interned("properties"), properties.clone()),
-            (Key::interned("elements_chain"), field("elements_chain")),
+            (Key::interned("elements_chain"), string_field(&d, "elements_chain")),
             (Key::interned("timestamp"), Value::from(timestamp)),
             (Key::interned("url"), Value::from(url)),
         ]));
@@ -298,10 +302,7 @@ impl HogEvent {
     /// A field of the event dict, shared (a string field when the event has none).
     pub fn field(&self, key: &str) -> Value {
         match &self.value {
-            Value::Dict(d) => match d.borrow().get(KeyRef::Str(key)) {
-                Some(v @ Value::Str(_)) => v.clone(),
-                _ => Value::from(""),
-            },
+            Value::Dict(d) => string_field(&d.borrow(), key),
             _ => Value::from(""),
         }
     }

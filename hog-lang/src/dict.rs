@@ -39,21 +39,6 @@ impl Dict {
         }
     }
 
-    /// A copy with every value replaced by `f(value)`, keys and order kept (no key lookups: for
-    /// deep copies).
-    pub fn map_values(&self, mut f: impl FnMut(&Value) -> Value) -> Dict {
-        match self {
-            Dict::Small(v) => Dict::Small(v.iter().map(|(k, x)| (k.clone(), f(x))).collect()),
-            Dict::Large(m) => {
-                let mut out = Large::with_capacity_and_hasher(m.len(), Default::default());
-                for (k, x) in m {
-                    out.insert(k.clone(), f(x));
-                }
-                Dict::Large(out)
-            }
-        }
-    }
-
     /// Number of entries.
     #[inline]
     pub fn len(&self) -> usize {

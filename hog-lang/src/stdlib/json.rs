@@ -12,14 +12,13 @@
 //!   (`'0'`, `'length'`). An index of 0 is an error, as in PostHog.
 //! - `JSONExtractInt`/`Float` apply JavaScript's `parseInt`/`parseFloat` to `String(value)`.
 //!
-//! Parsing uses serde_json (errors say line and column; at most 127 levels of nesting).
+//! Parsing uses `json_reader` (errors say line and column; at most 127 levels of nesting).
 
+use super::json_reader::JsonError;
 use super::{arg, Ctx, NativeFunction, NativeResult, StdlibError};
 use crate::value::{format_number, Dict, Key, Text, Value};
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize as _;
 use std::borrow::Cow;
-use std::fmt;
 use std::rc::Rc;
 
 /// Largest string these functions build (PostHog's memory limit).
@@ -40,7 +39,7 @@ pub const FUNCTIONS: &[NativeFunction] = &[
             ("jsonParse('{\"b\": [1, 2.5, null], \"a\": true}')", "{'b': [1, 2.5, null], 'a': true}"),
             ("jsonParse('{\"b\": 1, \"2\": 2, \"1\": 3}')", "{'1': 3, '2': 2, 'b': 1}"),
             ("jsonParse(null)", "null"),
-            ("jsonParse('{\"a\": }')", "error: invalid JSON: expected value at line 1 column 7"),
+            ("jsonParse('{\"a\": }')", "error: invalid JSON: expected a value at line 1 column 7"),
         ],
     },
     NativeFunction {
@@ -187,93 +186,6 @@ enum Origin {
     Parsed,
 }
 
-/// Builds Hog values straight from serde_json's parser.
-#[derive(Clone, Copy)]
-struct Seed {
-    /// Turn serialized dates, datetimes and errors back into those values (as `jsonParse` does).
-    hog_objects: bool,
-}
-
-impl<'de> DeserializeSeed<'de> for Seed {
-    type Value = Value;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Seed {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
-        Ok(Value::Bool(b))
-    }
-    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
-        Ok(Value::Number(n as f64))
-    }
-    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
-        Ok(Value::Number(n as f64))
-    }
-    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
-        Ok(Value::Number(n))
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
-        Ok(Value::from(s))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(item) = seq.next_element_seed(self)? {
-            items.push(item);
-        }
-        Ok(Value::array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut d = Dict::default();
-        let mut index_keys = false;
-        let mut hog_keys = false;
-        while let Some(k) = map.next_key_seed(KeySeed)? {
-            index_keys |= array_index(&k).is_some();
-            hog_keys |= self.hog_objects && k.starts_with("__hog");
-            let v = map.next_value_seed(self)?;
-            d.insert(Key::Str(k), v);
-        }
-        if index_keys {
-            js_key_order(&mut d);
-        }
-        if hog_keys {
-            if let Some(v) = hog_object(&d) {
-                return Ok(v);
-            }
-        }
-        Ok(Value::dict(d))
-    }
-}
-
-/// Object keys, straight into shared strings.
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Text;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Text, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for KeySeed {
-    type Value = Text;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string key")
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Text, E> {
-        Ok(Text::from(s))
-    }
-}
-
 /// The index when `s` is a JavaScript array index (`"0"`, `"42"`, up to 2^32-2), which objects
 /// list before their other keys.
 pub(super) fn array_index(s: &str) -> Option<u32> {
@@ -300,7 +212,7 @@ pub(super) fn js_key_order(d: &mut Dict) {
 /// `jsonParse`'s revival of serialized Hog objects (`{"__hogDateTime__": true, "dt", "zone"}`,
 /// `{"__hogDate__": true, "year", "month", "day"}`, `{"__hogError__": true, "type", "message",
 /// "payload"}`), where the fields fit our value types.
-fn hog_object(d: &Dict) -> Option<Value> {
+pub(super) fn hog_object(d: &Dict) -> Option<Value> {
     let get = |k: &str| d.get(&Key::str(k)).cloned().unwrap_or_default();
     if get("__hogDateTime__").truthy() {
         let Value::Number(dt) = get("dt") else { return None };
@@ -340,69 +252,10 @@ pub fn parse_json(text: &str) -> Result<Value, super::json_reader::JsonError> {
     super::json_reader::read_json(text)
 }
 
-/// Parses JSON text into Hog values through serde (`jsonParse`, which also revives Hog objects).
-pub(super) fn parse(text: &str, hog_objects: bool) -> Result<Value, serde_json::Error> {
-    parse_strict(text, hog_objects).or_else(|e| {
-        // JSON.parse accepts escaped lone UTF-16 surrogates (left by clients that cut strings
-        // in the middle of an emoji); our strings are UTF-8, so they become U+FFFD.
-        match replace_lone_surrogates(text) {
-            Some(fixed) => parse_strict(&fixed, hog_objects),
-            None => Err(e),
-        }
-    })
-}
-
-fn parse_strict(text: &str, hog_objects: bool) -> Result<Value, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let v = Seed { hog_objects }.deserialize(&mut de)?;
-    de.end()?;
-    Ok(v)
-}
-
-/// The text with every `\uXXXX` escape of a lone surrogate replaced by `\ufffd` (the same
-/// length, so error positions stay right), or None when it has none.
-fn replace_lone_surrogates(text: &str) -> Option<String> {
-    let b = text.as_bytes();
-    let unit_at = |i: usize| -> Option<u16> {
-        if b.get(i) != Some(&b'\\') || b.get(i + 1) != Some(&b'u') {
-            return None;
-        }
-        u16::from_str_radix(text.get(i + 2..i + 6)?, 16).ok()
-    };
-    let mut out: Option<String> = None;
-    let mut copied = 0;
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'\\' {
-            i += 1;
-            continue;
-        }
-        let Some(unit) = unit_at(i) else {
-            i += 2; // some other escape: skip the escaped character
-            continue;
-        };
-        let lone = match unit {
-            0xd800..=0xdbff => match unit_at(i + 6) {
-                Some(0xdc00..=0xdfff) => {
-                    i += 12; // a proper pair
-                    continue;
-                }
-                _ => true,
-            },
-            0xdc00..=0xdfff => true,
-            _ => false,
-        };
-        if lone {
-            let s = out.get_or_insert_with(|| String::with_capacity(text.len()));
-            s.push_str(&text[copied..i]);
-            s.push_str("\\ufffd");
-            copied = i + 6;
-        }
-        i += 6;
-    }
-    let mut s = out?;
-    s.push_str(&text[copied..]);
-    Some(s)
+/// Parses JSON text into Hog values; `hog_objects` revives serialized dates, datetimes and errors
+/// (as `jsonParse` does).
+pub(super) fn parse(text: &str, hog_objects: bool) -> Result<Value, JsonError> {
+    super::json_reader::read(text, hog_objects)
 }
 
 /// Whether JSON.parse accepts the text (no nesting limit, any number size, lone surrogates).
@@ -411,16 +264,14 @@ fn valid(text: &str) -> bool {
     serde::de::IgnoredAny::deserialize(&mut de).is_ok() && de.end().is_ok()
 }
 
-fn parse_error(e: &serde_json::Error) -> StdlibError {
-    let msg = e.to_string();
-    if msg.starts_with("recursion limit exceeded") {
+fn parse_error(e: &JsonError) -> StdlibError {
+    if e.message.starts_with("recursion limit exceeded") {
         StdlibError::Invalid(format!(
             "invalid JSON: nested more than 127 levels deep at line {} column {}",
-            e.line(),
-            e.column()
+            e.line, e.column
         ))
     } else {
-        StdlibError::Invalid(format!("invalid JSON: {msg}"))
+        StdlibError::Invalid(format!("invalid JSON: {e}"))
     }
 }
 
@@ -1030,15 +881,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lone_surrogates() {
-        assert_eq!(replace_lone_surrogates(r#""\ud83d\ude00 \u00e9""#), None);
-        assert_eq!(replace_lone_surrogates(r#""a\ud83d""#).as_deref(), Some(r#""a\ufffd""#));
-        assert_eq!(replace_lone_surrogates(r#""\ude00\ud83dx""#).as_deref(), Some(r#""\ufffd\ufffdx""#));
-        assert_eq!(replace_lone_surrogates(r#""\\ud83d""#), None);
-        assert_eq!(replace_lone_surrogates(r#""\ud83d\u0041""#).as_deref(), Some(r#""\ufffd\u0041""#));
-        assert_eq!(replace_lone_surrogates("\"\\é\\ud800"), Some("\"\\é\\ufffd".to_string()));
-        let v = parse(r#"["\ud83d", "ok"]"#, false).map(|v| v.repr()).ok();
-        assert_eq!(v.as_deref(), Some("['\u{fffd}', 'ok']"));
+    fn lone_surrogates_become_replacement_characters() {
+        let v = parse(r#"["\ud83d", "ok", "\ud83d\ude00"]"#, false).map(|v| v.repr()).ok();
+        assert_eq!(v.as_deref(), Some("['\u{fffd}', 'ok', '😀']"));
     }
 
     #[test]
