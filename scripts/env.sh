@@ -12,13 +12,18 @@ ensure_rust() {
 }
 
 # Debian packages the build needs: rdkafka's `cmake-build` compiles the librdkafka sources vendored
-# in rdkafka-sys with cmake, make and a C/C++ toolchain (curl, TLS, SASL and zlib are off).
+# in rdkafka-sys with cmake, make and a C/C++ toolchain. curl, TLS, SASL and zlib are off, but
+# librdkafka 2.12's rdkafka_conf.c includes <curl/curl.h> all the same, so the curl headers must
+# be there (libcurl4-openssl-dev; nothing links against them).
 ensure_build_deps() {
   local missing=()
   command -v cmake >/dev/null || missing+=(cmake)
   command -v make >/dev/null || missing+=(make)
   command -v cc >/dev/null || missing+=(gcc)
   command -v c++ >/dev/null || missing+=(g++)
+  if ! command -v cc >/dev/null || ! echo '#include <curl/curl.h>' | cc -E -x c - >/dev/null 2>&1; then
+    missing+=(libcurl4-openssl-dev)
+  fi
   if [ ${#missing[@]} -eq 0 ]; then
     return 0
   fi
