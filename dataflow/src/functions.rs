@@ -121,6 +121,10 @@ pub struct FunctionCounters {
     /// Invocations by duration: `durations[i]` counts those of at most
     /// [`DURATION_BUCKETS_MICROS`]`[i]` (and more than the bucket before); the last counts the rest.
     pub durations: [u64; DURATION_BUCKETS_MICROS.len() + 1],
+    /// Time under a microsecond not yet counted in `micros` (most invocations take less than
+    /// one, so truncating each would count nothing).
+    #[serde(skip)]
+    pub carried_nanos: u64,
 }
 
 /// Upper bounds of the duration histogram's buckets, microseconds (10 µs … 1 s).
@@ -131,6 +135,18 @@ impl FunctionCounters {
     pub fn record_duration(&mut self, micros: u64) {
         self.micros += micros;
         let i = DURATION_BUCKETS_MICROS.iter().position(|&b| micros <= b).unwrap_or(DURATION_BUCKETS_MICROS.len());
+        self.durations[i] += 1;
+    }
+
+    /// Counts one invocation that took `took`, keeping the fractions of microseconds.
+    #[inline]
+    pub fn record(&mut self, took: std::time::Duration) {
+        let nanos = self.carried_nanos + took.subsec_nanos() as u64;
+        let micros = took.as_secs() * 1_000_000 + nanos / 1000;
+        self.carried_nanos = nanos % 1000;
+        self.micros += micros;
+        let whole = took.as_micros() as u64;
+        let i = DURATION_BUCKETS_MICROS.iter().position(|&b| whole <= b).unwrap_or(DURATION_BUCKETS_MICROS.len());
         self.durations[i] += 1;
     }
 }
@@ -249,3 +265,24 @@ impl FunctionStats {
 
 /// Shared handle to the stats.
 pub type SharedStats = Arc<FunctionStats>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn sub_microsecond_invocations_add_up() {
+        let mut c = FunctionCounters::default();
+        for _ in 0..1000 {
+            c.record(Duration::from_nanos(300));
+        }
+        assert_eq!(c.micros, 300, "1 000 runs of 0.3 µs are 300 µs, not 0");
+        assert_eq!(c.durations[0], 1000);
+        c.record(Duration::from_micros(50));
+        c.record(Duration::from_secs(2));
+        assert_eq!(c.micros, 300 + 50 + 2_000_000);
+        assert_eq!(c.durations[1], 1, "50 µs is in the ≤ 100 µs bucket");
+        assert_eq!(c.durations[DURATION_BUCKETS_MICROS.len()], 1, "2 s is past the last bound");
+    }
+}

@@ -18,3 +18,4 @@ pub mod health;
 pub mod live;
 pub mod runner;
 pub mod sink;
+pub mod workload;

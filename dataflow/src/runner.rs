@@ -1,7 +1,7 @@
 //! Runs a project's Hog functions on events, inside one worker: the transformation chain and
 //! the destination filters. One VM per worker is reused for every invocation.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,7 +32,21 @@ struct Compiled {
     inputs: serde_json::Map<String, Json>,
     /// Its globals, built at first use and reused (see [`Globals`]).
     globals: Option<Globals>,
+    /// Counters and health usage since the last flush (kept here: no lookup per invocation).
+    counters: FunctionCounters,
+    usage: Usage,
+    /// Disabled by the watcher (read at each batch start).
+    disabled: bool,
 }
+
+/// A project's functions in this worker.
+#[derive(Default)]
+struct Team {
+    transformations: Vec<Compiled>,
+    destinations: Vec<Compiled>,
+}
+
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<hog_lang::value::FxHasher>>;
 
 /// A function's globals dict, kept between invocations: only the event changes. The other
 /// containers in it (`project`, `inputs`, …) are rebuilt when a run changed one of them, which
@@ -112,17 +126,18 @@ pub struct Runner {
     /// Reused buffer for each record's decoded `data`.
     scratch: String,
     version: u64,
-    transformations: HashMap<u64, Vec<Compiled>>,
-    destinations: HashMap<u64, Vec<Compiled>>,
+    /// Index in `teams` of each project that has functions.
+    team_index: FastMap<u64, usize>,
+    teams: Vec<Team>,
     vm: Vm,
     host: LogHost,
     projects: Arc<HashMap<u64, Project>>,
+    /// Counters and usage of functions replaced by a new set, not yet flushed.
     counters: HashMap<String, FunctionCounters>,
+    usage: HashMap<String, Usage>,
     logs: HashMap<String, Vec<LogLine>>,
     stats: SharedStats,
     watcher: Arc<Watcher>,
-    usage: HashMap<String, Usage>,
-    disabled: HashSet<String>,
 }
 
 fn load(json: &Json) -> Result<Rc<Chunk>, String> {
@@ -137,17 +152,16 @@ impl Runner {
         Runner {
             scratch: String::new(),
             version: 0,
-            transformations: HashMap::new(),
-            destinations: HashMap::new(),
+            team_index: FastMap::default(),
+            teams: Vec::new(),
             vm,
             host: LogHost::default(),
             projects,
             counters: HashMap::new(),
+            usage: HashMap::new(),
             logs: HashMap::new(),
             stats,
             watcher,
-            usage: HashMap::new(),
-            disabled: HashSet::new(),
         }
     }
 
@@ -161,8 +175,14 @@ impl Runner {
         if set.version == self.version {
             return;
         }
-        self.transformations.clear();
-        self.destinations.clear();
+        // What the functions of the old set counted is flushed with the next batch.
+        for team in std::mem::take(&mut self.teams) {
+            for f in team.transformations.into_iter().chain(team.destinations) {
+                Self::pend(&mut self.counters, &mut self.usage, &f.id, f.counters, f.usage);
+            }
+        }
+        self.team_index.clear();
+        let disabled = self.watcher.disabled();
         let mut specs: Vec<&FunctionSpec> = set.functions.iter().filter(|f| f.enabled).collect();
         specs.sort_by(|a, b| a.order.cmp(&b.order).then_with(|| a.id.cmp(&b.id)));
         for spec in specs {
@@ -188,13 +208,26 @@ impl Runner {
                 },
                 None => None,
             };
-            let compiled =
-                Compiled { id: spec.id.clone(), chunk, filter, broken, inputs: spec.inputs.clone(), globals: None };
-            let target = match spec.kind {
-                FunctionKind::Transformation => &mut self.transformations,
-                FunctionKind::Destination => &mut self.destinations,
+            let compiled = Compiled {
+                id: spec.id.clone(),
+                chunk,
+                filter,
+                broken,
+                inputs: spec.inputs.clone(),
+                globals: None,
+                counters: FunctionCounters::default(),
+                usage: Usage::default(),
+                disabled: disabled.contains(&spec.id),
             };
-            target.entry(spec.project_id).or_default().push(compiled);
+            let teams = &mut self.teams;
+            let i = *self.team_index.entry(spec.project_id).or_insert_with(|| {
+                teams.push(Team::default());
+                teams.len() - 1
+            });
+            match spec.kind {
+                FunctionKind::Transformation => teams[i].transformations.push(compiled),
+                FunctionKind::Destination => teams[i].destinations.push(compiled),
+            }
         }
         self.version = set.version;
     }
@@ -248,12 +281,13 @@ impl Runner {
         g.set("properties", event.properties());
     }
 
-    /// Runs `chunk` with `globals`; `Err` carries the message for the function's log.
-    fn invoke(&mut self, chunk: &Rc<Chunk>, globals: Value) -> Result<Value, String> {
+    /// Runs `chunk` with `globals`, its time limit counted from `started`; `Err` carries the
+    /// message for the function's log.
+    fn invoke(&mut self, chunk: &Rc<Chunk>, globals: Value, started: Instant) -> Result<Value, String> {
         self.host.lines.clear();
         self.host.dropped = 0;
         self.vm.reset(globals);
-        let outcome = self.vm.run(chunk.clone(), &mut self.host);
+        let outcome = self.vm.run_from(chunk.clone(), &mut self.host, started);
         let result = match outcome {
             Ok(Outcome::Finished(v)) => Ok(v),
             Ok(Outcome::Suspended { name, .. }) => {
@@ -330,24 +364,21 @@ impl Runner {
     }
 
     fn process_event(&mut self, mut event: HogEvent) -> Option<(Event, Vec<String>)> {
-        let team = event.team_id;
+        let Some(&i) = self.team_index.get(&event.team_id) else { return Some((event.to_event(), Vec::new())) };
         // Each invocation's time runs from the end of the previous one (one clock read each).
         let mut clock = Instant::now();
-        if let Some(mut chain) = self.transformations.remove(&team) {
-            let kept = self.transform(&mut chain, &mut event, &mut clock);
-            self.transformations.insert(team, chain);
-            if !kept {
-                return None;
-            }
-        }
-        let routed = self.route(&event, &mut clock);
-        Some((event.to_event(), routed))
+        // Taken out while they run (the runner is borrowed by the runs), then put back.
+        let mut team = std::mem::take(&mut self.teams[i]);
+        let kept = self.transform(&mut team.transformations, &mut event, &mut clock);
+        let routed = if kept { self.route(&mut team.destinations, &event, &mut clock) } else { Vec::new() };
+        self.teams[i] = team;
+        kept.then(|| (event.to_event(), routed))
     }
 
     /// Returns false when a transformation dropped the event.
     fn transform(&mut self, chain: &mut [Compiled], event: &mut HogEvent, clock: &mut Instant) -> bool {
         for f in chain {
-            if self.disabled.contains(&f.id) {
+            if f.disabled {
                 continue;
             }
             let outcome = match (&f.chunk, &f.broken) {
@@ -360,7 +391,7 @@ impl Runner {
                         g.dict.clone()
                     });
                     self.vm.begin_journal();
-                    self.invoke(chunk, globals)
+                    self.invoke(chunk, globals, *clock)
                 }
                 (None, broken) => Err(broken.clone().unwrap_or_else(|| "no bytecode".into())),
             };
@@ -377,7 +408,7 @@ impl Runner {
                 Some(g) => g.set("event", Value::Null),
                 None => {}
             }
-            let c = self.account(&f.id, lap(clock), outcome.is_err());
+            let c = self.account(f, lap(clock), outcome.is_err());
             match outcome {
                 Ok(kept) => {
                     c.succeeded += 1;
@@ -399,11 +430,10 @@ impl Runner {
     }
 
     /// The enabled destinations of the event's project whose filter matches it.
-    fn route(&mut self, event: &HogEvent, clock: &mut Instant) -> Vec<String> {
-        let Some(mut destinations) = self.destinations.remove(&event.team_id) else { return Vec::new() };
+    fn route(&mut self, destinations: &mut [Compiled], event: &HogEvent, clock: &mut Instant) -> Vec<String> {
         let mut matched = Vec::new();
-        for d in &mut destinations {
-            if self.disabled.contains(&d.id) {
+        for d in destinations {
+            if d.disabled {
                 continue;
             }
             let outcome = match (&d.filter, &d.broken) {
@@ -414,7 +444,7 @@ impl Runner {
                     let globals = g.dict.clone();
                     // Filters share the event's properties; whatever one changes is undone.
                     self.vm.begin_journal();
-                    let matched = self.invoke(filter, globals).map(|v| v.truthy());
+                    let matched = self.invoke(filter, globals, *clock).map(|v| v.truthy());
                     let spoiled = g.spoiled(&self.vm);
                     self.vm.end_journal(false);
                     Self::clear_filter_event(g);
@@ -425,7 +455,7 @@ impl Runner {
                 }
                 (None, None) => Ok(true),
             };
-            let c = self.account(&d.id, lap(clock), outcome.is_err());
+            let c = self.account(d, lap(clock), outcome.is_err());
             match outcome {
                 Ok(true) => {
                     c.succeeded += 1;
@@ -442,45 +472,74 @@ impl Runner {
                 }
             }
         }
-        self.destinations.insert(event.team_id, destinations);
         matched
     }
 
     /// Counts one invocation (and its cost for the health watcher); returns its counters.
-    fn account(&mut self, id: &str, took: std::time::Duration, failed: bool) -> &mut FunctionCounters {
-        self.charge(id, took, failed);
-        if !self.counters.contains_key(id) {
-            self.counters.insert(id.to_string(), FunctionCounters::default());
+    fn account<'f>(&self, f: &'f mut Compiled, took: std::time::Duration, failed: bool) -> &'f mut FunctionCounters {
+        let config = self.watcher.config();
+        let cost = config.cost(took, failed);
+        if cost != 0.0 {
+            f.usage.cost += cost;
+            f.usage.failures += failed as u64;
+            f.usage.slow += (took >= config.expensive_above) as u64;
         }
-        let c = self.counters.get_mut(id).expect("inserted above");
+        let c = &mut f.counters;
         c.invocations += 1;
-        c.record_duration(took.as_micros() as u64);
+        c.record(took);
         c
     }
 
-    fn charge(&mut self, id: &str, took: std::time::Duration, failed: bool) {
-        let config = self.watcher.config();
-        let cost = config.cost(took, failed);
-        let slow = took >= config.expensive_above;
-        if cost == 0.0 {
-            return;
+    /// Adds a function's counters and usage to those waiting for the next flush.
+    fn pend(
+        counters: &mut HashMap<String, FunctionCounters>,
+        usage: &mut HashMap<String, Usage>,
+        id: &str,
+        c: FunctionCounters,
+        u: Usage,
+    ) {
+        if c.invocations > 0 {
+            let all = counters.entry(id.to_string()).or_default();
+            all.invocations += c.invocations;
+            all.succeeded += c.succeeded;
+            all.failed += c.failed;
+            all.filtered += c.filtered;
+            all.dropped += c.dropped;
+            all.routed += c.routed;
+            all.micros += c.micros;
+            for (a, b) in all.durations.iter_mut().zip(c.durations.iter()) {
+                *a += b;
+            }
         }
-        if !self.usage.contains_key(id) {
-            self.usage.insert(id.to_string(), Usage::default());
+        if u.cost != 0.0 || u.failures > 0 || u.slow > 0 {
+            let all = usage.entry(id.to_string()).or_default();
+            all.cost += u.cost;
+            all.failures += u.failures;
+            all.slow += u.slow;
         }
-        let u = self.usage.get_mut(id).expect("inserted above");
-        u.cost += cost;
-        u.failures += failed as u64;
-        u.slow += slow as u64;
     }
 
     /// Reads which functions the watcher disabled (call at each batch start).
     pub fn refresh_health(&mut self) {
-        self.disabled = self.watcher.disabled();
+        let disabled = self.watcher.disabled();
+        for team in &mut self.teams {
+            for f in team.transformations.iter_mut().chain(team.destinations.iter_mut()) {
+                f.disabled = disabled.contains(&f.id);
+            }
+        }
     }
 
     /// Hands this worker's counters, logs and usage to the shared stats and the watcher.
     pub fn flush_stats(&mut self) {
+        for team in &mut self.teams {
+            for f in team.transformations.iter_mut().chain(team.destinations.iter_mut()) {
+                // The fraction of a microsecond not yet counted stays with the function.
+                let carried = f.counters.carried_nanos;
+                let c = std::mem::take(&mut f.counters);
+                f.counters.carried_nanos = carried;
+                Self::pend(&mut self.counters, &mut self.usage, &f.id, c, std::mem::take(&mut f.usage));
+            }
+        }
         if !self.usage.is_empty() {
             self.watcher.charge(&self.usage);
             self.usage.clear();

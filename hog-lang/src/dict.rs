@@ -151,7 +151,8 @@ fn key_eq(k: &Key, key: KeyRef<'_>) -> bool {
     match (k, key) {
         (Key::Str(a), KeyRef::Str(b)) => {
             let a: &str = a;
-            a.len() == b.len() && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || a.as_bytes() == b.as_bytes())
+            a.len() == b.len()
+                && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || crate::text::same_bytes(a.as_bytes(), b.as_bytes()))
         }
         (Key::Num(a), KeyRef::Num(b)) => *a == b,
         (Key::Null, KeyRef::Null) => true,

@@ -167,8 +167,48 @@ const INTERNED_SLOTS: usize = 1024;
 /// Longest text [`Text::interned`] caches.
 const INTERNED_MAX_LEN: usize = 40;
 
+type Cache = RefCell<Vec<Option<Text>>>;
+
 thread_local! {
-    static INTERNED: RefCell<Vec<Option<Text>>> = const { RefCell::new(Vec::new()) };
+    /// Dict keys and program constants.
+    static INTERNED: Cache = const { RefCell::new(Vec::new()) };
+    /// String values read from JSON, apart so that values of many distinct texts (emails,
+    /// ids) do not push out the keys.
+    static INTERNED_VALUES: Cache = const { RefCell::new(Vec::new()) };
+}
+
+#[inline(always)]
+fn load8(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("eight bytes"))
+}
+
+#[inline(always)]
+fn load4(b: &[u8], at: usize) -> u64 {
+    u64::from(u32::from_le_bytes(b[at..at + 4].try_into().expect("four bytes")))
+}
+
+/// The first and last bytes of a short byte string as two words (overlapping when it is shorter
+/// than sixteen bytes; for fewer than four, the first, middle and last byte): with the length,
+/// they tell two strings of up to sixteen bytes apart, without a call to `memcmp` or `memcpy`.
+#[inline(always)]
+fn ends(b: &[u8]) -> (u64, u64) {
+    let n = b.len();
+    if n >= 8 {
+        (load8(b, 0), load8(b, n - 8))
+    } else if n >= 4 {
+        (load4(b, 0), load4(b, n - 4))
+    } else if n > 0 {
+        (u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16, 0)
+    } else {
+        (0, 0)
+    }
+}
+
+/// Whether two byte strings are equal; short ones (the usual dict key or property value) are
+/// compared a word at a time, inline.
+#[inline(always)]
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && if a.len() <= 16 { ends(a) == ends(b) } else { a == b }
 }
 
 /// A quick hash of a short byte string (its first and last eight bytes and its length, mixed by
@@ -176,12 +216,7 @@ thread_local! {
 /// allocation.
 #[inline]
 fn short_hash(b: &[u8]) -> u64 {
-    let word = |at: usize, n: usize| {
-        let mut w = [0u8; 8];
-        w[..n].copy_from_slice(&b[at..at + n]);
-        u64::from_le_bytes(w)
-    };
-    let (head, tail) = if b.len() >= 8 { (word(0, 8), word(b.len() - 8, 8)) } else { (word(0, b.len()), 0) };
+    let (head, tail) = ends(b);
     let h = (head ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ tail.rotate_left(29);
     (h ^ b.len() as u64).wrapping_mul(0x94d0_49bb_1331_11eb)
 }
@@ -192,17 +227,29 @@ impl Text {
     /// names repeat from event to event), where a cache hit costs less than an allocation and
     /// makes later key comparisons pointer comparisons. Longer texts are simply allocated.
     pub fn interned(s: &str) -> Text {
+        Self::interned_in(&INTERNED, s)
+    }
+
+    /// [`Text::interned`] for string values read from JSON, in a cache of their own: an
+    /// event's values repeat from event to event too (browser, OS, library, event name, page),
+    /// and a hit saves an allocation and its free.
+    pub fn interned_value(s: &str) -> Text {
+        Self::interned_in(&INTERNED_VALUES, s)
+    }
+
+    #[inline]
+    fn interned_in(cache: &'static std::thread::LocalKey<Cache>, s: &str) -> Text {
         if s.len() > INTERNED_MAX_LEN {
             return Text::new(s);
         }
         let slot = (short_hash(s.as_bytes()) >> 32) as usize % INTERNED_SLOTS;
-        INTERNED.with(|cache| {
+        cache.with(|cache| {
             let mut cache = cache.borrow_mut();
             if cache.is_empty() {
                 cache.resize(INTERNED_SLOTS, None);
             }
             match &cache[slot] {
-                Some(t) if &**t == s => t.clone(),
+                Some(t) if same_bytes(t.as_bytes(), s.as_bytes()) => t.clone(),
                 _ => {
                     let t = Text::new(s);
                     cache[slot] = Some(t.clone());
@@ -278,6 +325,30 @@ mod tests {
     }
 
     #[test]
+    fn short_comparisons_are_exact() {
+        let texts = ["", "a", "ab", "abc", "abd", "abcd", "abce", "abcdefg", "abcdefgh", "abcdefgi", "bbcdefgh"];
+        let long = ["abcdefghijklmnop", "abcdefghijklmnoq", "bbcdefghijklmnop", "abcdefghXjklmnop"];
+        let longer = ["abcdefghijklmnopq", "abcdefghijklmnopr", "abcdefghXjklmnopq"];
+        for set in [&texts[..], &long[..], &longer[..]] {
+            for a in set {
+                for b in set {
+                    assert_eq!(same_bytes(a.as_bytes(), b.as_bytes()), a == b, "{a} {b}");
+                }
+            }
+        }
+        // Every single-byte difference in strings of every length up to 40 is seen.
+        for n in 1..40 {
+            let a: Vec<u8> = (0..n as u8).map(|i| b'a' + i % 26).collect();
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!same_bytes(&a, &b), "length {n}, byte {at}");
+                assert!(same_bytes(&a, &a.clone()));
+            }
+        }
+    }
+
+    #[test]
     fn interned_texts_are_shared_and_always_right() {
         let a = Text::interned("$current_url");
         let b = Text::interned("$current_url");
@@ -292,5 +363,8 @@ mod tests {
         let long = "x".repeat(INTERNED_MAX_LEN + 1);
         assert_ne!(Text::interned(&long).as_ptr(), Text::interned(&long).as_ptr(), "long texts are not cached");
         assert_eq!(&*Text::interned(""), "");
+        let v = Text::interned_value("Chrome");
+        assert_eq!(v.as_ptr(), Text::interned_value("Chrome").as_ptr());
+        assert_ne!(v.as_ptr(), Text::interned("Chrome").as_ptr(), "values have a cache of their own");
     }
 }

@@ -491,6 +491,21 @@ impl Vm {
     /// Runs a chunk from its start, as a new invocation (operation count, time spent and async
     /// steps start from zero; declared functions and globals stay).
     pub fn run(&mut self, chunk: Rc<Chunk>, host: &mut dyn Host) -> VmResult<Outcome> {
+        self.start_run(chunk);
+        self.execute(host, false)
+    }
+
+    /// [`Vm::run`] for a caller that has just read the clock: the time limit counts from
+    /// `started`, which saves the VM reading the clock itself (a pipeline times every invocation
+    /// anyway, and a clock read costs about as much as a short program's opcodes).
+    pub fn run_from(&mut self, chunk: Rc<Chunk>, host: &mut dyn Host, started: Instant) -> VmResult<Outcome> {
+        self.start_run(chunk);
+        self.clock = Some(started);
+        self.deadline = started + self.limits.timeout;
+        self.execute_timed(host, false)
+    }
+
+    fn start_run(&mut self, chunk: Rc<Chunk>) {
         self.ops = 0;
         self.spent = Duration::ZERO;
         self.async_steps = 0;
@@ -503,7 +518,6 @@ impl Vm {
         self.upvalues.clear();
         self.sorted_upvalues.clear();
         self.frames.push(Frame { chunk, ip: 0, stack_start: 0, closure: None });
-        self.execute(host, false)
     }
 
     /// Runs a chunk on top of the current stack, keeping top-level variables (REPL). On error the
@@ -649,9 +663,17 @@ impl Vm {
     /// calls no function never reads it, and nothing slow can run before it starts.
     fn execute(&mut self, host: &mut dyn Host, repl: bool) -> VmResult<Outcome> {
         self.clock = None;
+        self.execute_timed(host, repl)
+    }
+
+    /// Runs with the clock as it is (started when a limit check or a native call first needs it).
+    fn execute_timed(&mut self, host: &mut dyn Host, repl: bool) -> VmResult<Outcome> {
         let r = self.execute_inner(host, repl);
         if let Some(started) = self.clock.take() {
-            self.spent += started.elapsed();
+            // Time spent only matters to a run that goes on later (it is part of the saved state).
+            if matches!(r, Ok(Outcome::Suspended { .. })) {
+                self.spent += started.elapsed();
+            }
         }
         r
     }

@@ -1,9 +1,10 @@
 //! `hogpipe bench pipeline`: events/s from the event log through three Hog transformations and one
 //! destination filter to a null sink, with 1 and 2 workers.
 //!
-//! The workload is ANCHORS.md's: `$pageview` events with 10 properties; add `email_hash` (sha256 of
-//! `properties.email`) and delete `email`; add `path` (the URL without its origin); keep only
-//! events whose path matches `^/p/1`; route `$pageview`s to a destination.
+//! The workload is ANCHORS.md's (`hogpipe_dataflow::workload`): `$pageview` events with 10
+//! properties; add `email_hash` (sha256 of `properties.email`) and delete `email`; add `path` (the
+//! URL without its origin); keep only events whose path matches `^/p/1`; route `$pageview`s to a
+//! destination.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,15 +12,15 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use hog_lang::{compile, CompileOptions};
-use hogpipe_capture::event::{parse_payload, EndpointKind, ParseLimits, RequestMeta};
 use hogpipe_capture::log::wal::{Wal, WalConfig};
 use hogpipe_capture::log::EventLog;
 use hogpipe_dataflow::event::Project;
-use hogpipe_dataflow::functions::{FunctionKind, FunctionSpec, FunctionStats, Registry};
+use hogpipe_dataflow::functions::{FunctionStats, Registry};
 use hogpipe_dataflow::graph::{run, Options, Pipeline, Until};
 use hogpipe_dataflow::health::{HealthConfig, Watcher};
+use hogpipe_dataflow::runner::{Processed, Runner};
 use hogpipe_dataflow::sink::NullSink;
+use hogpipe_dataflow::workload;
 
 /// Options of `hogpipe bench pipeline`.
 #[derive(Args, Debug)]
@@ -36,53 +37,11 @@ pub struct PipelineBenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
-}
-
-const TOKEN: &str = "phc_bench_pipeline";
-
-const TRANSFORMATIONS: [(&str, &str); 3] = [
-    ("hash-email", "let e := event\ne.properties.email_hash := sha256Hex(e.properties.email)\ne.properties.email := null\nreturn e"),
-    ("path", "let e := event\ne.properties.path := replaceAll(e.properties.$current_url, 'https://example.com', '')\nreturn e"),
-    ("keep-p1", "if (event.properties.path =~ '^/p/1') { return event }\nreturn null"),
-];
-
-fn spec(id: &str, kind: FunctionKind, order: i32, source: &str, filter: Option<&str>) -> Result<FunctionSpec> {
-    let options = CompileOptions { globals: None, ..Default::default() };
-    let bytecode = compile(source, &options).map_err(|d| anyhow::anyhow!("{}", d.render(source, id)))?.to_json();
-    let filter = match filter {
-        Some(f) => Some(compile(f, &options).map_err(|d| anyhow::anyhow!("{}", d.render(f, id)))?.to_json()),
-        None => None,
-    };
-    Ok(FunctionSpec {
-        id: id.into(),
-        project_id: 1,
-        name: id.into(),
-        kind,
-        enabled: true,
-        order,
-        bytecode,
-        filter,
-        inputs: serde_json::Map::new(),
-    })
-}
-
-fn event(i: usize) -> serde_json::Value {
-    serde_json::json!({
-        "event": "$pageview",
-        "distinct_id": format!("user-{}", i % 10_000),
-        "properties": {
-            "$current_url": format!("https://example.com/p/{}", i % 9),
-            "$browser": "Chrome",
-            "$os": "Mac OS X",
-            "$device_type": "Desktop",
-            "$screen_width": 1920,
-            "$lib": "web",
-            "$lib_version": "1.200.0",
-            "$session_id": format!("0193{:012x}", i % 700),
-            "plan": "pro",
-            "email": format!("user{}@example.com", i % 10_000)
-        }
-    })
+    /// Measure the runner alone instead (records already in memory, no log, no timely): the
+    /// per-event cost of reading records, the Hog functions and the conversion for the sinks,
+    /// on one thread, best and median of this many passes.
+    #[arg(long, value_name = "PASSES")]
+    runner: Option<usize>,
 }
 
 fn fill(dir: &std::path::Path, n: usize) -> Result<Arc<Wal>> {
@@ -94,12 +53,8 @@ fn fill(dir: &std::path::Path, n: usize) -> Result<Arc<Wal>> {
     let mut i = 0;
     while i < n {
         let count = 1000.min(n - i);
-        let batch: Vec<_> = (i..i + count).map(event).collect();
-        let body = serde_json::json!({"api_key": TOKEN, "batch": batch}).to_string();
-        let meta = RequestMeta::new(EndpointKind::Events, "127.0.0.1");
-        let parsed = parse_payload(body.as_bytes(), &meta, &ParseLimits::default())
-            .map_err(|e| anyhow::anyhow!("generated batch refused: {e}"))?;
-        runtime.block_on(wal.append(parsed.records))?;
+        let records = workload::records(i, i + count).map_err(anyhow::Error::msg)?;
+        runtime.block_on(wal.append(records))?;
         i += count;
     }
     Ok(wal)
@@ -107,8 +62,11 @@ fn fill(dir: &std::path::Path, n: usize) -> Result<Arc<Wal>> {
 
 /// Runs the benchmark.
 pub fn run_bench(args: PipelineBenchArgs) -> Result<()> {
-    if args.events == 0 || args.workers.contains(&0) {
-        bail!("--events and --workers must be at least 1");
+    if args.events == 0 || args.workers.contains(&0) || args.runner == Some(0) {
+        bail!("--events, --workers and --runner must be at least 1");
+    }
+    if let Some(passes) = args.runner {
+        return runner_only(args.events, passes, args.json);
     }
     let dir = std::env::temp_dir().join(format!("hogpipe-bench-pipeline-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -117,17 +75,7 @@ pub fn run_bench(args: PipelineBenchArgs) -> Result<()> {
         eprintln!("writing {} events to a temporary log …", args.events);
     }
     let wal = fill(&dir, args.events).context("cannot fill the benchmark log")?;
-    let mut functions = Vec::new();
-    for (order, (id, source)) in TRANSFORMATIONS.iter().enumerate() {
-        functions.push(spec(id, FunctionKind::Transformation, order as i32, source, None)?);
-    }
-    functions.push(spec(
-        "pageviews",
-        FunctionKind::Destination,
-        0,
-        "return null",
-        Some("return event == '$pageview'"),
-    )?);
+    let functions = workload::functions().map_err(anyhow::Error::msg)?;
     let registry = Arc::new(Registry::new(functions));
     let mut rows = Vec::new();
     for (round, &workers) in args.workers.iter().enumerate() {
@@ -135,7 +83,10 @@ pub fn run_bench(args: PipelineBenchArgs) -> Result<()> {
         let pipeline = Pipeline {
             log: wal.clone(),
             registry: registry.clone(),
-            projects: Arc::new(HashMap::from([(TOKEN.to_string(), Project { id: 1, name: "bench".into() })])),
+            projects: Arc::new(HashMap::from([(
+                workload::TOKEN.to_string(),
+                Project { id: workload::PROJECT_ID, name: "bench".into() },
+            )])),
             events: Arc::new(NullSink),
             invocations: Arc::new(NullSink),
             stats: stats.clone(),
@@ -154,7 +105,10 @@ pub fn run_bench(args: PipelineBenchArgs) -> Result<()> {
         if summary.read != args.events as u64 {
             bail!("read {} of {} events", summary.read, args.events);
         }
-        rows.push((workers, secs, summary.written, stats.counters("pageviews").routed));
+        if summary.written != workload::expected_kept(args.events) as u64 {
+            bail!("kept {} events, expected {}", summary.written, workload::expected_kept(args.events));
+        }
+        rows.push((workers, secs, summary.written, stats.counters(workload::DESTINATION.0).routed));
     }
     drop(registry);
     drop(wal);
@@ -183,6 +137,52 @@ pub fn run_bench(args: PipelineBenchArgs) -> Result<()> {
                 routed
             );
         }
+    }
+    Ok(())
+}
+
+/// `--runner PASSES`: the runner on records in memory, one thread.
+fn runner_only(events: usize, passes: usize, json: bool) -> Result<()> {
+    let records = workload::records(0, events).map_err(anyhow::Error::msg)?;
+    let registry = Registry::new(workload::functions().map_err(anyhow::Error::msg)?);
+    let projects = HashMap::from([(workload::PROJECT_ID, Project { id: workload::PROJECT_ID, name: "bench".into() })]);
+    let watcher = Arc::new(Watcher::new(HealthConfig { refill_per_second: 1e9, ..HealthConfig::default() }));
+    let mut runner = Runner::new(Arc::new(projects), Arc::new(FunctionStats::default()), watcher);
+    runner.use_set(&registry.snapshot());
+    let team_of = |token: &str| (token == workload::TOKEN).then_some(workload::PROJECT_ID);
+    let expected = workload::expected_kept(events);
+    let mut times = Vec::with_capacity(passes);
+    for pass in 0..passes {
+        let mut kept = 0;
+        let started = Instant::now();
+        for r in &records {
+            if let Processed::Kept(event, routed) = runner.process_record(&r.value, team_of) {
+                kept += 1;
+                std::hint::black_box((event, routed));
+            }
+        }
+        runner.flush_stats();
+        times.push(started.elapsed().as_secs_f64());
+        if kept != expected {
+            bail!("pass {pass}: kept {kept} events, expected {expected}");
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let (best, median) = (times[0], times[passes / 2]);
+    let per = |t: f64| t * 1e9 / events as f64;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"events": events, "passes": passes, "best_ns_per_event": per(best),
+                "median_ns_per_event": per(median), "kept": expected})
+        );
+    } else {
+        println!(
+            "runner alone, {events} events, {passes} passes: best {:.0} ns/event ({:.0} events/s), median {:.0} ns/event",
+            per(best),
+            events as f64 / best,
+            per(median)
+        );
     }
     Ok(())
 }

@@ -186,12 +186,20 @@ fn encode(digest: &[u8], encoding: Encoding) -> Value {
     Value::from(match encoding {
         Encoding::Hex => {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            let mut s = String::with_capacity(digest.len() * 2);
-            for b in digest {
-                s.push(HEX[usize::from(b >> 4)] as char);
-                s.push(HEX[usize::from(b & 0xf)] as char);
+            // Digests are at most 64 bytes: the text is built on the stack, then allocated once.
+            let mut buf = [0u8; 128];
+            let mut long = Vec::new();
+            let out: &mut [u8] = if digest.len() <= 64 {
+                &mut buf[..digest.len() * 2]
+            } else {
+                long.resize(digest.len() * 2, 0);
+                &mut long
+            };
+            for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
+                pair[0] = HEX[usize::from(b >> 4)];
+                pair[1] = HEX[usize::from(b & 0xf)];
             }
-            s
+            return Value::from(std::str::from_utf8(out).unwrap_or_default());
         }
         Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(digest),
         Encoding::Base64Url => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest),

@@ -12,7 +12,7 @@ use std::fmt;
 
 use super::json::{array_index, hog_object, js_key_order};
 use crate::dict::{Dict, SMALL_MAX};
-use crate::text::Text;
+use crate::text::{same_bytes, Text};
 use crate::value::{Key, Value};
 
 /// Deepest nesting accepted: 127 levels, as serde_json (and so `jsonParse`) has always allowed.
@@ -167,39 +167,82 @@ pub fn unescape_string(raw: &str, out: &mut String) -> Result<(), JsonError> {
 
 /// Decodes string content from `i` into `out` up to an unescaped quote or the end of `text`;
 /// returns where it stopped.
+///
+/// Built for a record's `data` (an event's JSON in a string: a quote escaped every few bytes):
+/// plain bytes are copied a word at a time into a buffer with a word of room to spare, so a run
+/// between two escapes costs a few instructions, not a call to `memcpy`.
 fn decode_run(text: &str, mut i: usize, out: &mut String) -> Result<usize, Fail> {
     let b = text.as_bytes();
-    out.reserve(b.len().saturating_sub(i));
-    loop {
-        let at = special(b, i);
-        out.push_str(&text[i..at]);
-        match b.get(at) {
-            None | Some(b'"') => return Ok(at),
-            // The common escape (every quote of an event's JSON), without the general decoder.
-            Some(b'\\') if b.get(at + 1) == Some(&b'"') => {
-                out.push('"');
-                i = at + 2;
+    let mut buf = std::mem::take(out).into_bytes();
+    let mut o = buf.len();
+    // Decoded text is never longer than its escaped form.
+    buf.resize(o + b.len().saturating_sub(i) + 8, 0);
+    let result = loop {
+        while let Some(chunk) = b.get(i..i + 8) {
+            buf[o..o + 8].copy_from_slice(chunk);
+            let flags = special_flags(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+            if flags != 0 {
+                let plain = (flags.trailing_zeros() / 8) as usize;
+                i += plain;
+                o += plain;
+                break;
             }
-            Some(b'\\') => i = escape(text, at, out).map_err(|(at, m)| Fail(at, m))?,
-            Some(_) => return Err(Fail(at, "control character in a string")),
+            i += 8;
+            o += 8;
         }
+        while let Some(&c) = b.get(i) {
+            if c == b'"' || c == b'\\' || c < 0x20 {
+                break;
+            }
+            buf[o] = c;
+            o += 1;
+            i += 1;
+        }
+        match b.get(i) {
+            None | Some(b'"') => break Ok(i),
+            // The common escape (every quote of an event's JSON), without the general decoder.
+            Some(b'\\') if b.get(i + 1) == Some(&b'"') => {
+                buf[o] = b'"';
+                o += 1;
+                i += 2;
+            }
+            Some(b'\\') => match escaped(b, i) {
+                Ok((c, next)) => {
+                    o += c.encode_utf8(&mut buf[o..o + 4]).len();
+                    i = next;
+                }
+                Err((at, m)) => break Err(Fail(at, m)),
+            },
+            Some(_) => break Err(Fail(i, "control character in a string")),
+        }
+    };
+    buf.truncate(o);
+    // Whole UTF-8 sequences were copied (every stop is at an ASCII byte) and escapes decode to
+    // whole chars, so this cannot fail; if it did, nothing is lost but this string.
+    match String::from_utf8(buf) {
+        Ok(decoded) => *out = decoded,
+        Err(_) => return Err(Fail(i, "invalid UTF-8 in a string")),
     }
+    result
+}
+
+/// The high bit of each byte of `w` that is `"`, `\\` or a control character (exact for the
+/// lowest flagged byte, which is the one used).
+#[inline(always)]
+fn special_flags(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let slash = w ^ (ONES * u64::from(b'\\'));
+    (quote.wrapping_sub(ONES) & !quote | slash.wrapping_sub(ONES) & !slash | w.wrapping_sub(ONES * 0x20) & !w) & HIGH
 }
 
 /// The index of the first byte at or after `from` that is `"`, `\\` or a control character (or
 /// `b.len()`), eight bytes at a time: strings are mostly plain runs between escapes.
 #[inline]
 fn special(b: &[u8], mut i: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     while let Some(chunk) = b.get(i..i + 8) {
-        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let quote = w ^ (ONES * u64::from(b'"'));
-        let slash = w ^ (ONES * u64::from(b'\\'));
-        // A zero byte in `quote` / `slash`, or a byte below 0x20 in `w`; the lowest flag is exact.
-        let flags =
-            (quote.wrapping_sub(ONES) & !quote | slash.wrapping_sub(ONES) & !slash | w.wrapping_sub(ONES * 0x20) & !w)
-                & HIGH;
+        let flags = special_flags(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
         if flags != 0 {
             return i + (flags.trailing_zeros() / 8) as usize;
         }
@@ -216,7 +259,13 @@ fn special(b: &[u8], mut i: usize) -> usize {
 
 /// Decodes the escape at `b[i] == '\\'` into `out`; returns the index after it.
 fn escape(text: &str, i: usize, out: &mut String) -> Result<usize, (usize, &'static str)> {
-    let b = text.as_bytes();
+    let (c, next) = escaped(text.as_bytes(), i)?;
+    out.push(c);
+    Ok(next)
+}
+
+/// The char of the escape at `b[i] == '\\'`, and the index after it.
+fn escaped(b: &[u8], i: usize) -> Result<(char, usize), (usize, &'static str)> {
     let c = match b.get(i + 1) {
         Some(b'"') => '"',
         Some(b'\\') => '\\',
@@ -239,14 +288,12 @@ fn escape(text: &str, i: usize, out: &mut String) -> Result<usize, (usize, &'sta
                 0xdc00..=0xdfff => ('\u{fffd}', i + 6),
                 _ => (char::from_u32(u32::from(unit)).unwrap_or('\u{fffd}'), i + 6),
             };
-            out.push(c);
-            return Ok(next);
+            return Ok((c, next));
         }
         Some(_) => return Err((i, "invalid escape")),
         None => return Err((i, "unfinished escape")),
     };
-    out.push(c);
-    Ok(i + 2)
+    Ok((c, i + 2))
 }
 
 fn hex4(b: &[u8], at: usize) -> Option<u16> {
@@ -361,8 +408,8 @@ impl Reader<'_> {
         }
     }
 
-    /// A string at `"`; returns its text and moves past the closing quote. Keys without escapes
-    /// come from the thread's cache of short texts (`Text::interned`).
+    /// A string at `"`; returns its text and moves past the closing quote. Short texts without
+    /// escapes come from the thread's caches (`Text::interned`, `Text::interned_value`).
     fn string(&mut self, key: bool) -> Result<Text, Fail> {
         self.i += 1;
         let start = self.i;
@@ -370,7 +417,7 @@ impl Reader<'_> {
         match self.b.get(self.i) {
             Some(b'"') => {
                 let text = &self.text[start..self.i];
-                let t = if key { Text::interned(text) } else { Text::from(text) };
+                let t = if key { Text::interned(text) } else { Text::interned_value(text) };
                 self.i += 1;
                 return Ok(t);
             }
@@ -531,7 +578,9 @@ impl Reader<'_> {
                     d.insert(Key::Str(k), v);
                 }
                 None => {
-                    let same = self.entries[mark..].iter().position(|(e, _)| matches!(e, Key::Str(s) if **s == *k));
+                    let same = self.entries[mark..].iter().position(
+                        |(e, _)| matches!(e, Key::Str(s) if s.as_ptr() == k.as_ptr() || same_bytes(s.as_bytes(), k.as_bytes())),
+                    );
                     match same {
                         Some(at) => self.entries[mark + at].1 = v,
                         None if self.entries.len() - mark < SMALL_MAX => self.entries.push((Key::Str(k), v)),

@@ -577,9 +577,32 @@ fn replace_args(args: &[Value]) -> Result<Option<ReplaceArgs<'_>>, StdlibError> 
     Ok(Some((s, search, repl)))
 }
 
+/// Where `needle` (not empty) first occurs in `hay` at or after `from` (a char boundary). Short
+/// texts, the usual case (URLs, names), are searched for the needle's first byte and compared
+/// there, which costs less than setting up `str::find`'s two-way searcher; longer ones use that
+/// searcher, whose worst case stays linear.
+fn find_at(hay: &str, needle: &str, from: usize) -> Option<usize> {
+    let h = &hay.as_bytes()[from..];
+    let n = needle.as_bytes();
+    if h.len() > 256 {
+        return hay[from..].find(needle).map(|p| from + p);
+    }
+    let first = *n.first()?;
+    let mut i = 0;
+    while let Some(j) = memchr::memchr(first, &h[i..]) {
+        // A match of whole UTF-8 text starts on a char boundary.
+        if h[i + j..].starts_with(n) {
+            return Some(from + i + j);
+        }
+        i += j + 1;
+    }
+    None
+}
+
 fn replace_one(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     let Some((s, search, repl)) = replace_args(args)? else { return Ok(Value::Null) };
-    let Some(pos) = s.find(&*search) else { return Ok(args[0].clone()) };
+    let found = if search.is_empty() { Some(0) } else { find_at(s, &search, 0) };
+    let Some(pos) = found else { return Ok(args[0].clone()) };
     let mut out = String::with_capacity(s.len() + repl.len());
     out.push_str(&s[..pos]);
     push_substitution(&mut out, &repl, s, pos, search.len());
@@ -598,26 +621,29 @@ fn replace_all(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     if search.is_empty() {
         return replace_all_empty(s, &repl);
     }
-    let mut out = String::with_capacity(s.len());
-    let mut last = 0;
-    let mut found = false;
-    for (pos, m) in s.match_indices(&*search) {
-        found = true;
-        out.push_str(&s[last..pos]);
-        push_substitution(&mut out, &repl, s, pos, m.len());
+    let Some(mut pos) = find_at(s, &search, 0) else { return Ok(args[0].clone()) };
+    // Built in the reused scratch buffer: one allocation for the result.
+    let text = crate::value::Text::build(|out| {
+        let mut last = 0;
+        loop {
+            out.push_str(&s[last..pos]);
+            push_substitution(out, &repl, s, pos, search.len());
+            if out.len() > MAX_BYTES {
+                return Err(too_large());
+            }
+            last = pos + search.len();
+            match find_at(s, &search, last) {
+                Some(next) => pos = next,
+                None => break,
+            }
+        }
+        out.push_str(&s[last..]);
         if out.len() > MAX_BYTES {
             return Err(too_large());
         }
-        last = pos + m.len();
-    }
-    if !found {
-        return Ok(args[0].clone());
-    }
-    out.push_str(&s[last..]);
-    if out.len() > MAX_BYTES {
-        return Err(too_large());
-    }
-    Ok(Value::from(out))
+        Ok(())
+    })?;
+    Ok(Value::Str(text))
 }
 
 /// `s.replaceAll('', repl)`: the replacement goes before every UTF-16 unit and at the end, so in
