@@ -323,12 +323,33 @@ pub fn format_time(t: DateTime<Utc>) -> String {
     put(14, 2, t.minute());
     put(17, 2, t.second());
     put(20, 3, nanos / 1_000_000);
-    b.iter().map(|&c| c as char).collect()
+    std::str::from_utf8(&b).map(str::to_string).unwrap_or_default()
+}
+
+/// Reads a time written by [`format_time`] (`YYYY-MM-DDTHH:MM:SS.mmmZ`, what capture stores as
+/// `now` and `sent_at`); `None` for any other text, which [`parse_time`] reads the long way.
+pub fn canonical_time(text: &str) -> Option<DateTime<Utc>> {
+    let b = text.as_bytes();
+    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if b[19] != b'.' || b[23] != b'Z' {
+        return None;
+    }
+    let num = |from: usize, to: usize| {
+        b[from..to].iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?;
+    let time = date.and_hms_milli_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 23)?)?;
+    Some(Utc.from_utc_datetime(&time))
 }
 
 /// Parses an ISO 8601 / RFC 3339 time the way JavaScript's `Date` accepts the common forms:
 /// with or without an offset (none means UTC), with or without fractional seconds, date only.
 pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    if let Some(t) = canonical_time(text) {
+        return Some(t);
+    }
     let text = text.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc));
@@ -618,7 +639,23 @@ mod tests {
             x ^= x << 17;
             // Years -500 to 10 500, every millisecond and sub-millisecond position.
             let secs = (x % (11_000 * 366 * 86_400)) as i64 - 2_500 * 366 * 86_400 - 62_135_596_800;
-            check(Utc.timestamp_opt(secs, ((x >> 40) % 1_000_000_000) as u32).unwrap());
+            let t = Utc.timestamp_opt(secs, ((x >> 40) % 1_000_000_000) as u32).unwrap();
+            check(t);
+            // What was written reads back the short way exactly as the long way.
+            let text = format_time(t);
+            let long = DateTime::parse_from_rfc3339(&text).ok().map(|t| t.with_timezone(&Utc));
+            assert_eq!(canonical_time(&text), long.filter(|_| text.len() == 24), "{text}");
+        }
+        for text in [
+            "2024-02-30T00:00:00.000Z",
+            "2024-05-01T24:00:00.000Z",
+            "2024-05-01T12:00:00.000+01:00",
+            "2024-05-01T12:00:00Z",
+            "2024-05-01 12:00:00.000Z",
+            "2024-05-01T12:00:0x.000Z",
+            "+2024-05-01T12:00:00.00Z",
+        ] {
+            assert_eq!(canonical_time(text), None, "{text}");
         }
         check(Utc.timestamp_opt(0, 0).unwrap());
         check(Utc.timestamp_opt(1_483_228_799, 1_500_000_000).unwrap()); // a leap second

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hogpipe_capture::log::wal::{Wal, WalConfig};
-use hogpipe_capture::log::{EventLog, LogError, Record, StoredRecord};
+use hogpipe_capture::log::{EventLog, LogError, Record, RecordBlock, StoredRecord};
 use proptest::prelude::*;
 
 fn rec(key: &str, value: &str, timestamp_ms: i64) -> Record {
@@ -147,6 +147,16 @@ fn reads_across_segment_boundaries_from_every_offset() {
             let got = wal.read(0, from, max).expect("read");
             let want = &all[from as usize..(from as usize + max).min(500)];
             assert_eq!(&got[..], want, "from {from} max {max}");
+            // The values-only read gives the same records, appended to what the block held.
+            let mut block = RecordBlock::default();
+            block.push(u64::MAX, b"before");
+            let n = wal.read_values(0, from, max, &mut block).expect("read values");
+            assert_eq!(n, want.len());
+            let values: Vec<(u64, &[u8])> = block.iter().skip(1).collect();
+            let expected: Vec<(u64, &[u8])> = want.iter().map(|r| (r.offset, &r.value[..])).collect();
+            assert_eq!(values, expected, "from {from} max {max}");
+            assert_eq!(block.iter().next(), Some((u64::MAX, &b"before"[..])));
+            assert_eq!(block.last_offset(), want.last().map(|r| r.offset).or(Some(u64::MAX)));
         }
     }
     assert_eq!(String::from_utf8_lossy(&all[499].value[..4]), "0499");
@@ -261,12 +271,21 @@ fn check_torn_tail(pristine: &Path, boundaries: &[u64], cut: u64, garbage: &[u8]
     let dir = tmp.path().join("wal");
     copy_dir(pristine, &dir);
     let seg = segment_files(&dir, 0).remove(0);
+    // Garbage that starts with the byte the cut removed could make the cut record whole again
+    // (one random case in a few thousand did): its first byte always differs.
+    let mut garbage = garbage.to_vec();
+    let pristine_bytes = fs::read(&seg).expect("read seg");
+    if let (Some(g), Some(&removed)) = (garbage.first_mut(), pristine_bytes.get(cut as usize)) {
+        if *g == removed {
+            *g = !removed;
+        }
+    }
     let f = OpenOptions::new().write(true).open(&seg).expect("open seg");
     f.set_len(cut).expect("truncate");
     drop(f);
     if !garbage.is_empty() {
         let mut f = OpenOptions::new().append(true).open(&seg).expect("open seg");
-        f.write_all(garbage).expect("garbage");
+        f.write_all(&garbage).expect("garbage");
     }
     let kept = boundaries[1..].iter().filter(|&&b| b <= cut).count();
     let wal = Wal::open(config(&dir, 1)).unwrap_or_else(|e| panic!("reopen after cut at {cut}: {e}"));

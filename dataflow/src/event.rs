@@ -1,12 +1,11 @@
 //! Events as the dataflow carries them, and their conversion to and from Hog values.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use hog_lang::stdlib::json_reader::{object_members, read_json, string_literal, JsonError};
-use hog_lang::value::{Dict, Key, KeyRef};
+use hog_lang::value::{Dict, Key, KeyRef, Text};
 use hog_lang::Value;
-use hogpipe_capture::event::{format_time, resolve_time, CapturedEvent, Stamp};
+use hogpipe_capture::event::{canonical_time, format_time, resolve_time, CapturedEvent, Stamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
@@ -273,7 +272,12 @@ impl HogEvent {
             _ => None,
         };
         let sent_at = if ignore_sent_at { None } else { h.sent_at };
-        let timestamp = format_time(resolve_time(h.now, sent_at, stamp, offset));
+        let timestamp = match (stamp, offset) {
+            // No time of its own: the event happened when capture received it, and capture's
+            // `now` is already written the way events' times are.
+            (None, None) if canonical_time(h.now).is_some() => Value::from(h.now),
+            _ => Value::from(format_time(resolve_time(h.now, sent_at, stamp, offset))),
+        };
         {
             let mut props_mut = props.borrow_mut();
             for key in ["$set", "$set_once"] {
@@ -284,16 +288,21 @@ impl HogEvent {
                 }
             }
         }
-        let mut url = String::with_capacity(40 + h.uuid.len());
-        let _ = write!(url, "/project/{team_id}/events/{}", h.uuid);
+        let url = Text::build(|url| {
+            url.push_str("/project/");
+            url.push_str(itoa::Buffer::new().format(team_id));
+            url.push_str("/events/");
+            url.push_str(h.uuid);
+            Ok::<(), std::convert::Infallible>(())
+        });
         let value = Value::dict(Dict::Small(vec![
             (Key::interned("uuid"), Value::from(h.uuid)),
             (Key::interned("event"), string_field(&d, "event")),
             (Key::interned("distinct_id"), Value::from(h.distinct_id)),
             (Key::interned("properties"), properties.clone()),
             (Key::interned("elements_chain"), string_field(&d, "elements_chain")),
-            (Key::interned("timestamp"), Value::from(timestamp)),
-            (Key::interned("url"), Value::from(url)),
+            (Key::interned("timestamp"), timestamp),
+            (Key::interned("url"), url.map_or(Value::Null, Value::Str)),
         ]));
         drop(d);
         Ok(HogEvent { team_id, ip: h.ip.to_string(), value })

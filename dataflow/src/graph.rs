@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hogpipe_capture::log::{LogError, LogReader};
+use hogpipe_capture::log::{LogError, LogReader, RecordBlock};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Inspect, Probe};
@@ -187,8 +187,9 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
         let batch_failed = Rc::new(Cell::new(false));
         let written = Rc::new(Cell::new(0u64));
         let skipped = Rc::new(Cell::new(0u64));
-        // Records go into the graph as stored; each is decoded once, by the runner.
-        let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<Vec<u8>>>> = InputHandle::new();
+        // Records go into the graph as stored, a block per partition read; each is decoded once,
+        // by the runner.
+        let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<RecordBlock>>> = InputHandle::new();
         let probe = ProbeHandle::new();
 
         let mut live = worker.dataflow::<u64, _, _>(|scope| {
@@ -199,15 +200,17 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
             let (projects, skips) = (pipeline.projects.clone(), skipped.clone());
             let processed = input
                 .to_stream(scope)
-                .flat_map(move |record: Vec<u8>| {
-                    match r.borrow_mut().process_record(&record, |token| projects.get(token).map(|p| p.id)) {
-                        Processed::Kept(event, routed) => Some((event, routed)),
-                        Processed::Dropped => None,
-                        Processed::Skipped => {
-                            skips.set(skips.get() + 1);
-                            None
+                .flat_map(move |block: RecordBlock| {
+                    let mut runner = r.borrow_mut();
+                    let mut kept = Vec::new();
+                    for (_, record) in block.iter() {
+                        match runner.process_record(record, |token| projects.get(token).map(|p| p.id)) {
+                            Processed::Kept(event, routed) => kept.push((event, routed)),
+                            Processed::Dropped => {}
+                            Processed::Skipped => skips.set(skips.get() + 1),
                         }
                     }
+                    kept
                 })
                 .inspect_core(move |item| {
                     let Ok((_, batch)) = item else { return };
@@ -276,8 +279,8 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
         };
         let mut summary = Summary::default();
         let mut epoch = 0u64;
-        // Records read in a round (kept between rounds for its capacity).
-        let mut batch: Vec<Vec<u8>> = Vec::new();
+        // Records read in a round, a block per partition.
+        let mut batch: Vec<RecordBlock> = Vec::new();
         let mut drain_until: Option<std::time::Instant> = None;
         loop {
             if stopped() {
@@ -300,19 +303,20 @@ pub fn run(pipeline: Pipeline, options: Options, until: Until) -> Result<Summary
             let mut read_failed = false;
             let mut round_read = 0u64;
             for (i, &p) in owned.iter().enumerate() {
-                let records = match log.read(p, positions[i], options.batch_size) {
-                    Ok(records) => records,
+                let mut block = RecordBlock::default();
+                match log.read_values(p, positions[i], options.batch_size, &mut block) {
+                    Ok(_) => {}
                     Err(e) if persistent => {
                         tracing::warn!(error = %e, partition = p, "event log: read failed; retrying");
                         read_failed = true;
                         break;
                     }
                     Err(e) => return Err(e.into()),
-                };
-                for record in records {
-                    next[i] = record.offset + 1;
-                    round_read += 1;
-                    batch.push(record.value);
+                }
+                if let Some(last) = block.last_offset() {
+                    next[i] = last + 1;
+                    round_read += block.len() as u64;
+                    batch.push(block);
                 }
             }
             if read_failed {

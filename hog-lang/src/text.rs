@@ -47,6 +47,24 @@ impl Text {
         }
     }
 
+    /// `s` with its ASCII letters in upper case (`upper`) or lower case, copied once into its
+    /// allocation and changed there. Other bytes are kept, so the text stays valid UTF-8.
+    pub fn ascii_case(s: &str, upper: bool) -> Text {
+        let t = Text::new(s);
+        // SAFETY: `t` is not shared yet (count 1), so no other reference sees the bytes change;
+        // changing the case of ASCII letters keeps UTF-8 valid (other bytes are untouched).
+        unsafe {
+            let p = t.0.as_ptr() as *mut u8;
+            let bytes = std::slice::from_raw_parts_mut(p.add(HEADER), s.len());
+            if upper {
+                bytes.make_ascii_uppercase();
+            } else {
+                bytes.make_ascii_lowercase();
+            }
+        }
+        t
+    }
+
     /// Builds a text in a reused scratch buffer, then copies it into its one allocation (so a
     /// string built piece by piece costs one allocation, not a growing `String` and a copy).
     pub fn build<E>(f: impl FnOnce(&mut String) -> Result<(), E>) -> Result<Text, E> {

@@ -905,7 +905,8 @@ pub fn from_json(json: &serde_json::Value) -> Value {
             // Room for a few more keys: transformations usually add properties.
             let mut d = Dict::with_capacity(o.len() + 4);
             for (k, v) in o {
-                d.insert(Key::str(k), from_json(v));
+                // Shared short keys, as JSON read by the pipeline has: lookups compare pointers.
+                d.insert(Key::interned(k), from_json(v));
             }
             Value::dict(d)
         }

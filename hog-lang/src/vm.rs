@@ -324,6 +324,8 @@ pub struct Vm {
     deadline: Instant,
     /// When the current `execute` started timing (see `execute`).
     clock: Option<Instant>,
+    /// The running host's `overrides_stdlib` (asked once per run, not per call).
+    host_overrides: bool,
     spent: Duration,
     /// The result of a finished run, on its way out of the loop.
     result: Value,
@@ -421,6 +423,7 @@ impl Vm {
             async_steps: 0,
             deadline: Instant::now(),
             clock: None,
+            host_overrides: true,
             spent: Duration::ZERO,
             result: Value::Null,
             pending: None,
@@ -668,6 +671,7 @@ impl Vm {
 
     /// Runs with the clock as it is (started when a limit check or a native call first needs it).
     fn execute_timed(&mut self, host: &mut dyn Host, repl: bool) -> VmResult<Outcome> {
+        self.host_overrides = host.overrides_stdlib();
         let r = self.execute_inner(host, repl);
         if let Some(started) = self.clock.take() {
             // Time spent only matters to a run that goes on later (it is part of the saved state).
@@ -752,7 +756,7 @@ impl Vm {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn local(&self, base: usize, i: u32) -> Value {
         self.stack.get(base + i as usize).cloned().unwrap_or_default()
     }
@@ -1168,7 +1172,7 @@ impl Vm {
                 // full lookup order.
                 if let Some(f) = native {
                     if self.declared.is_empty()
-                        && (!host.overrides_stdlib() || (!host.has_function(name) && !host.is_async(name)))
+                        && (!self.host_overrides || (!host.has_function(name) && !host.is_async(name)))
                     {
                         self.call_native(f, argc, chunk.version, false, host)?;
                         return Ok(Flow::Next);

@@ -26,6 +26,44 @@ pub struct Record {
     pub historical: bool,
 }
 
+/// Record values read in one go, stored back to back with their offsets: what the dataflow reads
+/// (one buffer per read, not two allocations per record).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordBlock {
+    bytes: Vec<u8>,
+    /// Each record's offset in the log and where its value ends in `bytes`.
+    records: Vec<(u64, usize)>,
+}
+
+impl RecordBlock {
+    /// Appends a record's value.
+    pub fn push(&mut self, offset: u64, value: &[u8]) {
+        self.bytes.extend_from_slice(value);
+        self.records.push((offset, self.bytes.len()));
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether it holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The offset of the last record.
+    pub fn last_offset(&self) -> Option<u64> {
+        self.records.last().map(|&(offset, _)| offset)
+    }
+
+    /// `(offset, value)` of each record, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
+        let starts = std::iter::once(0).chain(self.records.iter().map(|&(_, end)| end));
+        starts.zip(&self.records).map(|(start, &(offset, end))| (offset, &self.bytes[start..end]))
+    }
+}
+
 /// A record read back from the log, with its position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
@@ -113,6 +151,22 @@ pub trait LogReader: Send + Sync + 'static {
     /// fast path.
     fn read(&self, partition: u32, from_offset: u64, max_records: usize) -> Result<Vec<StoredRecord>, LogError>;
 
+    /// [`LogReader::read`] of the values only, appended to `block`; returns how many records were
+    /// read. Backends that can avoid an allocation per record override it.
+    fn read_values(
+        &self,
+        partition: u32,
+        from_offset: u64,
+        max_records: usize,
+        block: &mut RecordBlock,
+    ) -> Result<usize, LogError> {
+        let records = self.read(partition, from_offset, max_records)?;
+        for r in &records {
+            block.push(r.offset, &r.value);
+        }
+        Ok(records.len())
+    }
+
     /// The position committed by `group` for `partition` (the next offset to read), if any.
     fn committed(&self, group: &str, partition: u32) -> Result<Option<u64>, LogError>;
 
@@ -131,6 +185,16 @@ impl LogReader for wal::Wal {
 
     fn read(&self, partition: u32, from_offset: u64, max_records: usize) -> Result<Vec<StoredRecord>, LogError> {
         wal::Wal::read(self, partition, from_offset, max_records)
+    }
+
+    fn read_values(
+        &self,
+        partition: u32,
+        from_offset: u64,
+        max_records: usize,
+        block: &mut RecordBlock,
+    ) -> Result<usize, LogError> {
+        wal::Wal::read_values(self, partition, from_offset, max_records, block)
     }
 
     fn committed(&self, group: &str, partition: u32) -> Result<Option<u64>, LogError> {

@@ -38,7 +38,7 @@ use self::format::{Step, RECORD_OVERHEAD};
 use self::positions::Positions;
 use self::segment::{io_err, SegmentInfo};
 use self::writer::{AppendRequest, Command, PartWriter, Writer};
-use super::{AppendFuture, EventLog, LogError, Record, StoredRecord};
+use super::{AppendFuture, EventLog, LogError, Record, RecordBlock, StoredRecord};
 
 const META_FILE: &str = "wal.meta";
 const META_VERSION: u32 = 1;
@@ -250,10 +250,44 @@ impl Wal {
     /// the end. Uses the sparse index, so the cost does not depend on where in a segment the read
     /// starts. Every record's checksum is verified.
     pub fn read(&self, partition: u32, from_offset: u64, max_records: usize) -> Result<Vec<StoredRecord>, LogError> {
-        let part = self.partition(partition)?;
         let mut out = Vec::with_capacity(max_records.min(4096));
+        self.scan(partition, from_offset, max_records, |r| {
+            out.push(StoredRecord {
+                partition,
+                offset: r.offset,
+                timestamp_ms: r.timestamp_ms,
+                key: r.key.to_vec(),
+                value: r.value.to_vec(),
+            })
+        })?;
+        Ok(out)
+    }
+
+    /// [`Wal::read`] of the values only, appended to `block` (no allocation per record); returns
+    /// how many records were read.
+    pub fn read_values(
+        &self,
+        partition: u32,
+        from_offset: u64,
+        max_records: usize,
+        block: &mut RecordBlock,
+    ) -> Result<usize, LogError> {
+        self.scan(partition, from_offset, max_records, |r| block.push(r.offset, r.value))
+    }
+
+    /// Hands each of up to `max_records` records from `from_offset` on to `take`, in order, as
+    /// they lie in the read buffer; returns how many.
+    fn scan(
+        &self,
+        partition: u32,
+        from_offset: u64,
+        max_records: usize,
+        mut take: impl FnMut(&format::RecordView<'_>),
+    ) -> Result<usize, LogError> {
+        let part = self.partition(partition)?;
+        let mut taken = 0;
         let mut next = from_offset;
-        while out.len() < max_records {
+        while taken < max_records {
             // Find the segment and the index entry under the lock, read without it.
             let (file, path, base, entry, seg_len, seg_end) = {
                 let segments = part.read();
@@ -297,14 +331,9 @@ impl Wal {
                         }
                         expected += 1;
                         if r.offset >= next {
-                            out.push(StoredRecord {
-                                partition,
-                                offset: r.offset,
-                                timestamp_ms: r.timestamp_ms,
-                                key: r.key.to_vec(),
-                                value: r.value.to_vec(),
-                            });
-                            if out.len() >= max_records {
+                            take(&r);
+                            taken += 1;
+                            if taken >= max_records {
                                 break;
                             }
                         }
@@ -313,7 +342,7 @@ impl Wal {
                     Step::Bad { pos, why } => return Err(corrupt(pos, why.to_string())),
                 }
             }
-            if expected < seg_end && out.len() < max_records {
+            if expected < seg_end && taken < max_records {
                 return Err(corrupt(
                     scanner.position(),
                     format!("the segment ends at offset {expected}, {seg_end} expected"),
@@ -321,7 +350,7 @@ impl Wal {
             }
             next = expected;
         }
-        Ok(out)
+        Ok(taken)
     }
 
     /// Records that consumer `group` will continue `partition` at `next_offset`. Durable when it

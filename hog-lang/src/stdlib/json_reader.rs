@@ -601,7 +601,14 @@ impl Reader<'_> {
         }
         let mut d = match large {
             Some(d) => d,
-            None => Dict::Small(self.entries.drain(mark..).collect()),
+            None => {
+                // An event and its properties (the outer two levels) get room for the few keys
+                // transformations add, saving a reallocation; deeper objects are exact.
+                let room = if self.depth <= 2 { 4 } else { 0 };
+                let mut entries = Vec::with_capacity(self.entries.len() - mark + room);
+                entries.extend(self.entries.drain(mark..));
+                Dict::Small(entries)
+            }
         };
         if index_keys {
             js_key_order(&mut d);

@@ -430,26 +430,21 @@ fn concat(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
     Ok(Value::Str(text))
 }
 
-/// `s` with ASCII letters mapped by `ascii`, or through `full` when it is not ASCII.
-fn map_case(s: &str, ascii: fn(&mut str), full: fn(&str) -> String) -> Value {
+/// `s` in upper or lower case: ASCII text (the common case) maps byte for byte, the same as the
+/// full Unicode mapping, in one copy; other text goes through the full mapping.
+fn map_case(s: &str, upper: bool) -> Value {
     if !s.is_ascii() {
-        return Value::from(full(s));
+        return Value::from(if upper { s.to_uppercase() } else { s.to_lowercase() });
     }
-    let Ok(text) = crate::value::Text::build(|out| {
-        out.push_str(s);
-        ascii(out.as_mut_str());
-        Ok::<(), std::convert::Infallible>(())
-    });
-    Value::Str(text)
+    Value::Str(crate::value::Text::ascii_case(s, upper))
 }
 
 fn lower(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
-    // ASCII (the common case) maps byte for byte, the same as the full Unicode mapping.
-    Ok(string_arg(args, 0)?.map(|s| map_case(s, str::make_ascii_lowercase, str::to_lowercase)).unwrap_or_default())
+    Ok(string_arg(args, 0)?.map(|s| map_case(s, false)).unwrap_or_default())
 }
 
 fn upper(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
-    Ok(string_arg(args, 0)?.map(|s| map_case(s, str::make_ascii_uppercase, str::to_uppercase)).unwrap_or_default())
+    Ok(string_arg(args, 0)?.map(|s| map_case(s, true)).unwrap_or_default())
 }
 
 fn reverse(_: &mut Ctx<'_>, args: &[Value]) -> NativeResult {
