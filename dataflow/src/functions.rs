@@ -138,6 +138,20 @@ impl FunctionCounters {
         self.durations[i] += 1;
     }
 
+    /// Adds another set of counters to these (the carried fraction stays where it is).
+    pub fn add(&mut self, d: &FunctionCounters) {
+        self.invocations += d.invocations;
+        self.succeeded += d.succeeded;
+        self.failed += d.failed;
+        self.filtered += d.filtered;
+        self.dropped += d.dropped;
+        self.routed += d.routed;
+        self.micros += d.micros;
+        for (a, b) in self.durations.iter_mut().zip(d.durations.iter()) {
+            *a += b;
+        }
+    }
+
     /// Counts one invocation that took `took`, keeping the fractions of microseconds.
     #[inline]
     pub fn record(&mut self, took: std::time::Duration) {
@@ -190,17 +204,7 @@ impl FunctionStats {
     pub fn merge(&self, delta: &HashMap<String, FunctionCounters>) {
         let Ok(mut all) = self.counters.lock() else { return };
         for (id, d) in delta {
-            let c = all.entry(id.clone()).or_default();
-            c.invocations += d.invocations;
-            c.succeeded += d.succeeded;
-            c.failed += d.failed;
-            c.filtered += d.filtered;
-            c.dropped += d.dropped;
-            c.routed += d.routed;
-            c.micros += d.micros;
-            for (a, b) in c.durations.iter_mut().zip(d.durations.iter()) {
-                *a += b;
-            }
+            all.entry(id.clone()).or_default().add(d);
         }
     }
 

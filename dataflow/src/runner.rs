@@ -499,17 +499,7 @@ impl Runner {
         u: Usage,
     ) {
         if c.invocations > 0 {
-            let all = counters.entry(id.to_string()).or_default();
-            all.invocations += c.invocations;
-            all.succeeded += c.succeeded;
-            all.failed += c.failed;
-            all.filtered += c.filtered;
-            all.dropped += c.dropped;
-            all.routed += c.routed;
-            all.micros += c.micros;
-            for (a, b) in all.durations.iter_mut().zip(c.durations.iter()) {
-                *a += b;
-            }
+            counters.entry(id.to_string()).or_default().add(&c);
         }
         if u.cost != 0.0 || u.failures > 0 || u.slow > 0 {
             let all = usage.entry(id.to_string()).or_default();

@@ -1,7 +1,7 @@
 //! ANCHORS.md's event transformation written in VRL 0.38, measured on one core, for comparison
 //! with `hogpipe bench pipeline` (see `benches/pipeline-vs-vrl.sh`).
 //!
-//! The events are those of `hogpipe/src/bench_pipeline.rs`'s `fn event(i)`, serialized to JSON
+//! The events are those of `dataflow/src/workload.rs`'s `fn event(i)`, serialized to JSON
 //! lines in memory. Two measurements, each the median of `--runs` runs:
 //! - end to end: parse each JSON line into a VRL `Value`, run the program, serialize the kept
 //!   events to JSON lines (into a reused buffer);
@@ -20,7 +20,7 @@ use vrl::compiler::state::RuntimeState;
 use vrl::compiler::{Program, TargetValue, TimeZone};
 use vrl::value::{Secrets, Value};
 
-/// The three Hog transformations of `bench_pipeline.rs` in one VRL program.
+/// The three Hog transformations of `dataflow/src/workload.rs` in one VRL program.
 const PROGRAM: &str = r#"
 .properties.email_hash = sha2(string!(.properties.email), variant: "SHA-256")
 del(.properties.email)
@@ -30,7 +30,8 @@ if !match(.properties.path, r'^/p/1') { abort }
 
 const BATCH: usize = 1024;
 
-/// Same shape and values as `hogpipe/src/bench_pipeline.rs`'s `fn event`.
+/// Same shape and values as `dataflow/src/workload.rs`'s `fn event` (this crate is built apart from the
+/// workspace, so it keeps its own copy).
 fn event(i: usize) -> serde_json::Value {
     serde_json::json!({
         "event": "$pageview",
