@@ -185,14 +185,9 @@ const INTERNED_SLOTS: usize = 1024;
 /// Longest text [`Text::interned`] caches.
 const INTERNED_MAX_LEN: usize = 40;
 
-type Cache = RefCell<Vec<Option<Text>>>;
-
 thread_local! {
     /// Dict keys and program constants.
-    static INTERNED: Cache = const { RefCell::new(Vec::new()) };
-    /// String values read from JSON, apart so that values of many distinct texts (emails,
-    /// ids) do not push out the keys.
-    static INTERNED_VALUES: Cache = const { RefCell::new(Vec::new()) };
+    static INTERNED: RefCell<Vec<Option<Text>>> = const { RefCell::new(Vec::new()) };
 }
 
 #[inline(always)]
@@ -244,24 +239,15 @@ impl Text {
     /// still in a small direct-mapped cache: for dict keys read from JSON (an event's property
     /// names repeat from event to event), where a cache hit costs less than an allocation and
     /// makes later key comparisons pointer comparisons. Longer texts are simply allocated.
+    ///
+    /// String values are not cached: measured on the pipeline benchmark, the lookups cost more
+    /// instructions than the allocations they save (values repeat less than keys).
     pub fn interned(s: &str) -> Text {
-        Self::interned_in(&INTERNED, s)
-    }
-
-    /// [`Text::interned`] for string values read from JSON, in a cache of their own: an
-    /// event's values repeat from event to event too (browser, OS, library, event name, page),
-    /// and a hit saves an allocation and its free.
-    pub fn interned_value(s: &str) -> Text {
-        Self::interned_in(&INTERNED_VALUES, s)
-    }
-
-    #[inline]
-    fn interned_in(cache: &'static std::thread::LocalKey<Cache>, s: &str) -> Text {
         if s.len() > INTERNED_MAX_LEN {
             return Text::new(s);
         }
         let slot = (short_hash(s.as_bytes()) >> 32) as usize % INTERNED_SLOTS;
-        cache.with(|cache| {
+        INTERNED.with(|cache| {
             let mut cache = cache.borrow_mut();
             if cache.is_empty() {
                 cache.resize(INTERNED_SLOTS, None);
@@ -381,8 +367,5 @@ mod tests {
         let long = "x".repeat(INTERNED_MAX_LEN + 1);
         assert_ne!(Text::interned(&long).as_ptr(), Text::interned(&long).as_ptr(), "long texts are not cached");
         assert_eq!(&*Text::interned(""), "");
-        let v = Text::interned_value("Chrome");
-        assert_eq!(v.as_ptr(), Text::interned_value("Chrome").as_ptr());
-        assert_ne!(v.as_ptr(), Text::interned("Chrome").as_ptr(), "values have a cache of their own");
     }
 }

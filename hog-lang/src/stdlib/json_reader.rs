@@ -408,8 +408,8 @@ impl Reader<'_> {
         }
     }
 
-    /// A string at `"`; returns its text and moves past the closing quote. Short texts without
-    /// escapes come from the thread's caches (`Text::interned`, `Text::interned_value`).
+    /// A string at `"`; returns its text and moves past the closing quote. Keys without escapes
+    /// come from the thread's cache of short texts (`Text::interned`).
     fn string(&mut self, key: bool) -> Result<Text, Fail> {
         self.i += 1;
         let start = self.i;
@@ -417,7 +417,7 @@ impl Reader<'_> {
         match self.b.get(self.i) {
             Some(b'"') => {
                 let text = &self.text[start..self.i];
-                let t = if key { Text::interned(text) } else { Text::interned_value(text) };
+                let t = if key { Text::interned(text) } else { Text::from(text) };
                 self.i += 1;
                 return Ok(t);
             }
