@@ -558,6 +558,9 @@ impl Reader<'_> {
         let mut large: Option<Dict> = None;
         let mut index_keys = false;
         let mut hog_keys = false;
+        // One bit per key length (modulo 64) seen in this object: a key whose length bit is not
+        // set cannot repeat an earlier key, so most keys skip the search for a duplicate.
+        let mut lengths = 0u64;
         loop {
             self.ws();
             if self.b.get(self.i) != Some(&b'"') {
@@ -578,9 +581,15 @@ impl Reader<'_> {
                     d.insert(Key::Str(k), v);
                 }
                 None => {
-                    let same = self.entries[mark..].iter().position(
-                        |(e, _)| matches!(e, Key::Str(s) if s.as_ptr() == k.as_ptr() || same_bytes(s.as_bytes(), k.as_bytes())),
-                    );
+                    let bit = 1u64 << (k.len() % 64);
+                    let same = if lengths & bit == 0 {
+                        None
+                    } else {
+                        self.entries[mark..].iter().position(|(e, _)| {
+                            matches!(e, Key::Str(s) if s.as_ptr() == k.as_ptr() || same_bytes(s.as_bytes(), k.as_bytes()))
+                        })
+                    };
+                    lengths |= bit;
                     match same {
                         Some(at) => self.entries[mark + at].1 = v,
                         None if self.entries.len() - mark < SMALL_MAX => self.entries.push((Key::Str(k), v)),
