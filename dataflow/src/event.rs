@@ -212,6 +212,13 @@ impl<'a> RecordRef<'a> {
     }
 }
 
+thread_local! {
+    /// The event dict's keys, interned once per thread (the same texts programs' constants and
+    /// JSON keys share), rather than looked up in the text cache for every event.
+    static EVENT_KEYS: [Key; 7] =
+        ["uuid", "event", "distinct_id", "properties", "elements_chain", "timestamp", "url"].map(Key::interned);
+}
+
 /// What an event's time and identity come from, besides its `data`.
 struct Header<'a> {
     uuid: &'a str,
@@ -295,14 +302,16 @@ impl HogEvent {
             url.push_str(h.uuid);
             Ok::<(), std::convert::Infallible>(())
         });
+        let [k_uuid, k_event, k_distinct_id, k_properties, k_elements_chain, k_timestamp, k_url] =
+            EVENT_KEYS.with(|keys| keys.clone());
         let value = Value::dict(Dict::Small(vec![
-            (Key::interned("uuid"), Value::from(h.uuid)),
-            (Key::interned("event"), string_field(&d, "event")),
-            (Key::interned("distinct_id"), Value::from(h.distinct_id)),
-            (Key::interned("properties"), properties.clone()),
-            (Key::interned("elements_chain"), string_field(&d, "elements_chain")),
-            (Key::interned("timestamp"), timestamp),
-            (Key::interned("url"), url.map_or(Value::Null, Value::Str)),
+            (k_uuid, Value::from(h.uuid)),
+            (k_event, string_field(&d, "event")),
+            (k_distinct_id, Value::from(h.distinct_id)),
+            (k_properties, properties.clone()),
+            (k_elements_chain, string_field(&d, "elements_chain")),
+            (k_timestamp, timestamp),
+            (k_url, url.map_or(Value::Null, Value::Str)),
         ]));
         drop(d);
         Ok(HogEvent { team_id, ip: h.ip.to_string(), value })
