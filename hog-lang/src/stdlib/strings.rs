@@ -898,6 +898,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn find_at_finds_what_str_find_finds_on_short_and_long_text() {
+        let short = "https://example.com/p/1?q=https://example.com#é";
+        let long = format!("{}aab{}", "a".repeat(300), "é".repeat(10));
+        for hay in [short, long.as_str(), "", "a"] {
+            for needle in ["https://example.com", "a", "aab", "é", "zz", "aaaa", "#é"] {
+                let mut from = 0;
+                while from <= hay.len() {
+                    if hay.is_char_boundary(from) {
+                        let want = hay[from..].find(needle).map(|p| p + from);
+                        assert_eq!(find_at(hay, needle, from), want, "{needle:?} in {} bytes from {from}", hay.len());
+                    }
+                    from += 1;
+                }
+            }
+        }
+        assert_eq!(find_at("abc", "", 0), None, "an empty needle is the callers' case");
+    }
+
+    #[test]
     fn utf16_slices_cut_pairs_into_replacement_chars() {
         assert_eq!(utf16_slice("a😀b", 0, 2), "a\u{FFFD}");
         assert_eq!(utf16_slice("a😀b", 2, 4), "\u{FFFD}b");
